@@ -1,0 +1,11 @@
+//! replyfix: an SMTP proxy that rewrites misleading replies — above all the
+//! misused `530` — into accurate codes, per YAML rules, and passes everything
+//! else through byte-exact.
+//!
+//! The crate is laid out as the design card says (docs/architecture.md):
+//! [`smtp`] is the wire, [`rules`] decides, [`config`] loads settings,
+//! [`session`] relays one connection (a sans-IO core and a thin async
+//! driver), [`server`] accepts connections.
+#![forbid(unsafe_code)]
+
+pub mod smtp;

@@ -1,0 +1,2 @@
+//! The `replyfix` command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! EHLO capabilities.

@@ -1,0 +1,1 @@
+//! Line framing and message-content framing.
