@@ -9,3 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod smtp;
+pub mod logging;
+pub mod server;
+pub mod session;
