@@ -254,7 +254,7 @@ impl Core {
     /// A session whose upstream connection is being set up; its greeting is
     /// the first reply expected.
     pub fn new(settings: CoreSettings, rules: Arc<ArcSwap<RuleSet>>) -> Core {
-        let framer = LineFramer::new(settings.max_sasl_line.max(settings.max_command_line));
+        let framer = LineFramer::new((settings.max_sasl_line + 2).max(settings.max_command_line));
         let replies = ReplyParser::new(settings.reply_limits);
         let current = rules.load_full();
         let mut pending = VecDeque::with_capacity(8);
@@ -270,7 +270,7 @@ impl Core {
             rules: current,
             phase: Phase::Greeting,
             pending,
-            client_buf: BytesMut::with_capacity(4096),
+            client_buf: BytesMut::new(),
             framer,
             replies,
             reply_scratch: Vec::with_capacity(4),
@@ -527,11 +527,12 @@ impl Core {
                 );
                 self.finish(EndReason::UpstreamUnavailable);
             }
-            Phase::Content { .. } => {
+            Phase::Content { scanner, .. } => {
                 // F2: mid-DATA, drain the client to its end of data.
+                let skipper = scanner.skipper();
                 self.pending.clear();
                 self.phase = Phase::Drain {
-                    skipper: EndOfDataSkipper::new(false),
+                    skipper,
                     read: 0,
                     reply: "451 4.4.2 upstream connection lost\r\n",
                     reason: EndReason::UpstreamLost,
@@ -622,7 +623,9 @@ impl Core {
                     let too_big = self.settings.max_message_size.is_some_and(|max| *size > max);
                     match scan {
                         DataScan::More if too_big => {
+                            let skipper = scanner.skipper();
                             self.abort_content(
+                                skipper,
                                 "552 5.3.4 Error: message size exceeds fixed limit\r\n",
                                 EndReason::ClientProtocol,
                             );
@@ -654,6 +657,7 @@ impl Core {
                                 "bare {byte:?} in message content"
                             )));
                             self.abort_content(
+                                EndOfDataSkipper::new(false),
                                 "550 5.5.2 Error: bare <CR>/<LF>/<NUL> in message content\r\n",
                                 EndReason::BareLineEnding,
                             );
@@ -699,12 +703,12 @@ impl Core {
 
     /// Stops forwarding content: the upstream is closed without an end of
     /// data (so it drops the transaction) and the client is read to its end.
-    fn abort_content(&mut self, reply: &'static str, reason: EndReason) {
+    fn abort_content(&mut self, skipper: EndOfDataSkipper, reply: &'static str, reason: EndReason) {
         self.close_upstream = true;
         self.upstream_gone = true;
         self.pending.clear();
         self.phase = Phase::Drain {
-            skipper: EndOfDataSkipper::new(false),
+            skipper,
             read: 0,
             reply,
             reason,
@@ -713,7 +717,7 @@ impl Core {
     }
 
     fn on_command(&mut self, line: Bytes) {
-        if line.len() > self.settings.max_command_line {
+        if line.len() + 2 > self.settings.max_command_line {
             self.local_error(b"500 5.5.2 Error: line too long\r\n");
             return;
         }
