@@ -8,6 +8,7 @@
 //! driver), [`server`] accepts connections.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod smtp;
 pub mod logging;
 pub mod server;
