@@ -8,4 +8,5 @@
 //! driver), [`server`] accepts connections.
 #![forbid(unsafe_code)]
 
+pub mod rules;
 pub mod smtp;

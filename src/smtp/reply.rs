@@ -541,10 +541,10 @@ impl ReplyParser {
                 ));
             }
         };
-        if let Some(first) = self.code {
-            if first != code {
-                return Err(ReplyError::InconsistentCode { first, then: code });
-            }
+        if let Some(first) = self.code
+            && first != code
+        {
+            return Err(ReplyError::InconsistentCode { first, then: code });
         }
         let text_at = content.len().min(4);
         let text = &content[text_at..];
