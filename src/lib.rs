@@ -9,7 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod smtp;
+pub mod explain;
 pub mod logging;
+pub mod rules;
 pub mod server;
 pub mod session;
+pub mod smtp;
