@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod explain;
 pub mod logging;
 pub mod rules;
 pub mod server;

@@ -916,8 +916,9 @@ impl Core {
         let to_send = self.judge_and_edit(&front, reply);
         let success = code < 400;
         self.to_client.extend_from_slice(to_send.raw());
+        let kind = front.kind;
         self.after_reply(front, code);
-        if !success && front.kind != CommandKind::Greeting && self.end.is_none() {
+        if !success && kind != CommandKind::Greeting && self.end.is_none() {
             self.count_error();
         }
         self.flush_local();

@@ -95,7 +95,7 @@ pub async fn run(
     let mut settings = ctx.core.clone();
     settings.client = Some(peer.ip());
     let mut core = Core::new(settings, ctx.rules.clone());
-    let (mut cr, mut cw) = client.into_split();
+    let (cr, mut cw) = client.into_split();
     let mut stats = Stats::default();
 
     let upstream = connect_upstream(&ctx.upstream.servers, ctx.timeouts.upstream_connect).await;
