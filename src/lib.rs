@@ -8,5 +8,6 @@
 //! driver), [`server`] accepts connections.
 #![forbid(unsafe_code)]
 
+pub mod explain;
 pub mod rules;
 pub mod smtp;

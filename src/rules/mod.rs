@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::smtp::{CommandKind, Reply};
 
 pub use examples::ExampleOutcome;
+pub(crate) use examples::{parse_reply_lines, reply_from_lines};
 
 use compile::{CodeSet, Then, When};
 
