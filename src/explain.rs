@@ -38,9 +38,13 @@ pub fn parse_reply_arg(s: &str) -> Result<Reply, String> {
 /// What the rules decide about one reply, ready to show.
 #[derive(Clone, Debug)]
 pub struct Explanation {
+    /// The reply as parsed.
     pub original: Reply,
+    /// The command it answered (P1).
     pub context: CommandKind,
+    /// What the rules decided.
     pub verdict: Verdict,
+    /// [`RuleSet::version`] of the rules used (W5).
     pub rules_version: String,
 }
 
