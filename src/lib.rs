@@ -9,7 +9,6 @@
 //! driver), [`server`] accepts connections.
 #![forbid(unsafe_code)]
 
-<<<<<<< HEAD
 pub mod config;
 pub mod explain;
 pub mod logging;
