@@ -1785,4 +1785,116 @@ mod tests {
         s.upstream(b"250 ok\r\n");
         assert_eq!(s.take().1, "NOOP\r\n");
     }
+
+    fn tls_session(require_tls: bool) -> Script {
+        let mut settings = CoreSettings::for_tests();
+        settings.tls_offered = true;
+        settings.require_tls = require_tls;
+        let mut s = Script::with(settings);
+        s.upstream(b"220 up\r\n");
+        s.client(b"EHLO c\r\n");
+        s.upstream(b"250-up\r\n250-AUTH PLAIN\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
+        s
+    }
+
+    #[test]
+    fn starttls_is_offered_when_a_certificate_is_configured_t1() {
+        let mut s = tls_session(false);
+        let (c, _) = s.take();
+        assert!(c.ends_with("250-up\r\n250-AUTH PLAIN\r\n250-8BITMIME\r\n250 STARTTLS\r\n"), "{c}");
+    }
+
+    #[test]
+    fn starttls_is_answered_by_replyfix_and_never_forwarded_t1() {
+        let mut s = tls_session(false);
+        s.take();
+        s.client(b"STARTTLS\r\n");
+        let (c, up) = s.take();
+        assert_eq!(c, "220 2.0.0 Ready to start TLS\r\n");
+        assert_eq!(up, "");
+        assert!(s.core.take_start_client_tls());
+        assert!(!s.core.wants_client_input());
+    }
+
+    #[test]
+    fn bytes_after_starttls_are_injection_and_close_t1() {
+        let mut s = tls_session(false);
+        s.take();
+        s.client(b"STARTTLS\r\nRSET\r\n");
+        let (c, up) = s.take();
+        assert_eq!(c, "", "no 220, and never a reply to RSET");
+        assert!(!up.contains("RSET"));
+        assert!(!s.core.take_start_client_tls());
+        assert_eq!(s.core.end_reason(), Some(EndReason::ClientProtocol));
+    }
+
+    #[test]
+    fn pipelined_starttls_waits_for_earlier_replies_t1() {
+        let mut s = tls_session(false);
+        s.take();
+        s.client(b"NOOP\r\nSTARTTLS\r\n");
+        assert_eq!(s.take(), (String::new(), "NOOP\r\n".to_string()));
+        assert!(!s.core.take_start_client_tls());
+        s.upstream(b"250 ok\r\n");
+        assert_eq!(s.take().0, "250 ok\r\n220 2.0.0 Ready to start TLS\r\n");
+        assert!(s.core.take_start_client_tls());
+    }
+
+    #[test]
+    fn after_tls_the_client_must_ehlo_again_t3() {
+        let mut s = tls_session(false);
+        s.client(b"STARTTLS\r\n");
+        assert!(s.core.take_start_client_tls());
+        s.core.client_tls_established();
+        s.take();
+        s.client(b"MAIL FROM:<a@x>\r\n");
+        let (c, up) = s.take();
+        assert_eq!(c, "503 5.5.1 Error: send EHLO/HELO first\r\n");
+        assert_eq!(up, "");
+        s.client(b"EHLO c\r\n");
+        assert_eq!(s.take().1, "EHLO c\r\n");
+        s.upstream(b"250-up\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n");
+        assert_eq!(s.take().0, "250-up\r\n250 AUTH PLAIN\r\n", "no STARTTLS inside TLS");
+        s.client(b"STARTTLS\r\n");
+        assert_eq!(s.take().0, "554 5.5.1 Error: TLS already active\r\n");
+    }
+
+    #[test]
+    fn require_tls_hides_auth_and_answers_the_legitimate_530_t5() {
+        let mut s = tls_session(true);
+        let (c, _) = s.take();
+        assert!(!c.contains("AUTH"), "{c}");
+        s.client(b"MAIL FROM:<a@x>\r\nAUTH PLAIN AGEAYg==\r\n");
+        let (c, up) = s.take();
+        assert_eq!(
+            c,
+            "530 5.7.0 Must issue a STARTTLS command first\r\n530 5.7.0 Must issue a STARTTLS command first\r\n"
+        );
+        assert_eq!(up, "", "nothing goes upstream before TLS");
+        assert!(s.rewrites() == 0);
+    }
+
+    #[test]
+    fn requiretls_is_kept_only_over_a_verified_upstream_t7() {
+        for (verified, kept) in [(false, false), (true, true)] {
+            let mut s = Script::new();
+            s.core.set_upstream_tls(true, verified);
+            s.upstream(b"220 up\r\n");
+            s.client(b"EHLO c\r\n");
+            s.take();
+            s.upstream(b"250-up\r\n250 REQUIRETLS\r\n");
+            assert_eq!(s.take().0.contains("REQUIRETLS"), kept);
+        }
+    }
+
+    #[test]
+    fn starttls_on_implicit_tls_is_already_active_t5() {
+        let mut s = Script::new();
+        s.core.set_upstream_tls(true, false);
+        s.core.set_client_tls_implicit();
+        assert!(s.core.client_tls());
+        s.upstream(b"220 up\r\n");
+        s.client(b"STARTTLS\r\n");
+        assert_eq!(s.take().0, "220 up\r\n554 5.5.1 Error: TLS already active\r\n");
+    }
 }
