@@ -8,4 +8,10 @@
 //! driver), [`server`] accepts connections.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod explain;
+pub mod logging;
+pub mod rules;
+pub mod server;
+pub mod session;
 pub mod smtp;

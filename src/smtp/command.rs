@@ -199,8 +199,7 @@ pub fn classify(line: &[u8]) -> Command<'_> {
         b"OPTIONS",
         b"DELETE",
     ]
-    .iter()
-    .any(|v| verb == *v)
+    .contains(&verb)
     {
         // HTTP methods are case-sensitive; an SMTP client never sends these.
         Command::Http

@@ -218,6 +218,23 @@ impl Reply {
         self.lines.len()
     }
 
+    /// Each line's bytes after its code and separator (`250-`, `250 `),
+    /// enhanced code included, line ending excluded: what the wire carried.
+    pub fn line_bodies(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        let raw = &self.raw[..];
+        let mut line_start = 0;
+        self.lines.iter().map(move |m| {
+            let end = m.text.end as usize;
+            let body = &raw[(line_start + 4).min(end)..end];
+            // The line ending (CRLF or LF) follows the text.
+            line_start = raw[end..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(raw.len(), |i| end + i + 1);
+            body
+        })
+    }
+
     /// Appends the lines' text, joined by single spaces, to `out` as a lossy
     /// UTF-8 copy for matching only (P5), reading at most `cap` bytes of text
     /// (W6).
@@ -261,6 +278,24 @@ impl Reply {
         let mut b = ReplyBuilder::new(code);
         for t in texts {
             b.line(enhanced, t.as_ref());
+        }
+        b.finish()
+    }
+
+    /// Builds a reply whose lines carry `bodies` verbatim after the code and
+    /// separator (see [`Reply::line_bodies`]); lines end in CRLF. The result
+    /// is the reply [`ReplyParser`] reads from its raw bytes (an enhanced
+    /// code at the start of a body is recognised as one). Bodies must not
+    /// contain CR, LF or NUL (not checked here). `bodies` must not be empty.
+    pub fn from_line_bodies<T: AsRef<[u8]>>(code: ReplyCode, bodies: &[T]) -> Reply {
+        assert!(!bodies.is_empty(), "a reply has at least one line");
+        let mut b = ReplyBuilder::new(code);
+        for body in bodies {
+            let body = body.as_ref();
+            match EnhancedCode::parse_prefix(body) {
+                Some((e, used)) => b.line_with_raw_enhanced(e, &body[..used], &body[used..]),
+                None => b.line(None, body),
+            }
         }
         b.finish()
     }
@@ -330,6 +365,27 @@ impl ReplyBuilder {
         self.lines.push(LineMeta {
             text: start..end,
             enhanced,
+        });
+    }
+
+    /// A line whose enhanced code is written as `spelled` (as received,
+    /// e.g. `2.0.000`) and `rest` is the separator space and text after it.
+    fn line_with_raw_enhanced(&mut self, enhanced: EnhancedCode, spelled: &[u8], rest: &[u8]) {
+        if !self.lines.is_empty() {
+            self.buf[self.last_sep_at] = b'-';
+        }
+        self.buf.put_slice(&self.code.digits());
+        self.last_sep_at = self.buf.len();
+        self.buf.put_u8(b' ');
+        self.buf.put_slice(spelled);
+        // `parse_prefix` guarantees `rest` is empty or starts with a space.
+        let text_at = self.buf.len() + rest.len().min(1);
+        self.buf.put_slice(rest);
+        let end = self.buf.len() as u32;
+        self.buf.put_slice(b"\r\n");
+        self.lines.push(LineMeta {
+            text: text_at as u32..end,
+            enhanced: Some(enhanced),
         });
     }
 
@@ -541,10 +597,10 @@ impl ReplyParser {
                 ));
             }
         };
-        if let Some(first) = self.code {
-            if first != code {
-                return Err(ReplyError::InconsistentCode { first, then: code });
-            }
+        if let Some(first) = self.code
+            && first != code
+        {
+            return Err(ReplyError::InconsistentCode { first, then: code });
         }
         let text_at = content.len().min(4);
         let text = &content[text_at..];
@@ -826,6 +882,29 @@ mod tests {
         assert_eq!(parse_one(w.raw()).unwrap().unwrap(), w);
     }
 
+    #[test]
+    fn line_bodies_are_the_bytes_after_code_and_separator() {
+        let r = parse_one(b"250-host\r\n250-2.0.0 x\n250\r\n")
+            .unwrap()
+            .unwrap();
+        let bodies: Vec<&[u8]> = r.line_bodies().collect();
+        assert_eq!(bodies, vec![&b"host"[..], b"2.0.0 x", b""]);
+    }
+
+    #[test]
+    fn reply_built_from_line_bodies_is_what_the_parser_reads() {
+        let r = Reply::from_line_bodies(
+            ReplyCode::new(250).unwrap(),
+            &[&b"host"[..], b"2.0.00 spelled as sent", b"4.1.1", b""],
+        );
+        assert_eq!(
+            r.raw().as_ref(),
+            b"250-host\r\n250-2.0.00 spelled as sent\r\n250-4.1.1\r\n250 \r\n"
+        );
+        assert_eq!(parse_one(r.raw()).unwrap().unwrap(), r);
+        assert_eq!(r.lines().nth(1).unwrap().text, b"spelled as sent");
+    }
+
     fn arb_reply() -> impl Strategy<Value = Reply> {
         let code = (2u16..=5, 0u16..=5, 0u16..=9).prop_map(|(a, b, c)| a * 100 + b * 10 + c);
         let enhanced =
@@ -875,6 +954,15 @@ mod tests {
             }
             prop_assert_eq!(&out, &whole);
             prop_assert_eq!(out.len(), replies.len());
+        }
+
+        #[test]
+        fn line_bodies_rebuild_the_same_reply(r in arb_reply()) {
+            let parsed = parse_one(r.raw()).unwrap().unwrap();
+            let bodies: Vec<&[u8]> = parsed.line_bodies().collect();
+            let again = Reply::from_line_bodies(parsed.code(), &bodies);
+            prop_assert_eq!(again.raw(), parsed.raw());
+            prop_assert_eq!(&again, &parsed);
         }
 
         #[test]

@@ -1,0 +1,204 @@
+//! Accuracy of the built-in rules on the labelled corpus
+//! (`../shared/corpus/dev.yaml`, see its README for what a right decision
+//! is). Prints a table (run with `--nocapture`) and asserts the hard
+//! guarantees: a legitimate 530 is never remapped, a non-530 never changes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use replyfix::rules::{Action, RuleSet, SessionFacts, Verdict};
+use replyfix::smtp::reply::parse_one;
+use replyfix::smtp::{CommandKind, EnhancedCode, Reply, ReplyCode};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Corpus {
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    id: String,
+    text: String,
+    code: String,
+    command: String,
+    tls: Option<bool>,
+    authenticated: Option<bool>,
+    label: String,
+}
+
+fn corpus_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/dev.yaml")
+}
+
+/// The item's reply: lines split on ` | `; a line that does not start with
+/// the code gets it.
+fn build_reply(item: &Item) -> Reply {
+    let code = item.code.trim();
+    let parts: Vec<&str> = item.text.split(" | ").collect();
+    let mut wire = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let sep = if i + 1 < parts.len() { '-' } else { ' ' };
+        let body = if part.starts_with(code)
+            && matches!(part.as_bytes().get(3), None | Some(b' ' | b'-'))
+        {
+            part.get(4..).unwrap_or("")
+        } else {
+            part
+        };
+        wire.extend_from_slice(format!("{code}{sep}{body}\r\n").as_bytes());
+    }
+    match parse_one(&wire) {
+        Ok(Some(r)) => r,
+        other => panic!("item {}: cannot build a reply: {other:?}", item.id),
+    }
+}
+
+fn enhanced_is(r: &Reply, class_subject: (u8, u16), detail: Option<u16>) -> bool {
+    r.enhanced().is_some_and(|e: EnhancedCode| {
+        (e.class, e.subject) == class_subject && detail.is_none_or(|d| d == e.detail)
+    })
+}
+
+/// Does `seen` (what the client would see) match the label (README)?
+fn remap_fits_label(label: &str, seen: &Reply) -> bool {
+    let code = seen.code().get();
+    match label {
+        "user_unknown" => code == 550 && enhanced_is(seen, (5, 1), Some(1)),
+        "blocked" | "relay_denied" | "policy" => {
+            matches!(code, 550 | 554) && enhanced_is(seen, (5, 7), None)
+        }
+        "sender_rejected" => {
+            (code == 553 && enhanced_is(seen, (5, 1), Some(8)))
+                || (matches!(code, 550 | 553) && enhanced_is(seen, (5, 7), None))
+        }
+        "mailbox_full" => {
+            (code == 452 && enhanced_is(seen, (4, 2), Some(2)))
+                || (code == 552 && enhanced_is(seen, (5, 2), Some(2)))
+        }
+        "auth_failed" => code == 535,
+        // "other": any honest remap away from 530.
+        _ => code != 530,
+    }
+}
+
+#[test]
+fn builtin_rules_on_the_labelled_corpus() {
+    let path = corpus_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("corpus {} is missing under CI: {e}", path.display());
+            }
+            println!("note: corpus {} not found ({e}); skipping", path.display());
+            return;
+        }
+    };
+    let corpus: Corpus = serde_saphyr::from_str(&text).expect("corpus parses");
+    let rules = RuleSet::builtin();
+    let r530 = ReplyCode::new(530).unwrap();
+
+    // label -> (group, total, right)
+    let mut table: BTreeMap<(bool, String), (u32, u32)> = BTreeMap::new();
+    let mut violations = Vec::new();
+    let mut wrong = Vec::new();
+    for item in &corpus.items {
+        let reply = build_reply(item);
+        let mut facts = SessionFacts::new(item.command.parse().unwrap_or(CommandKind::Other));
+        let tls = item.tls.unwrap_or(false);
+        facts.client_tls = tls;
+        facts.upstream_tls = tls;
+        facts.authenticated = item.authenticated.unwrap_or(false);
+        let verdict = rules.judge(&reply, &facts);
+        let seen = verdict.reply(&reply);
+        let is_530 = reply.code() == r530;
+        let remapped = matches!(
+            verdict,
+            Verdict::Rewrite {
+                action: Action::Remap,
+                ..
+            }
+        );
+        let right = if !is_530 {
+            let unchanged = seen == &reply;
+            if !unchanged {
+                violations.push(format!("{}: non-530 control changed: {seen}", item.id));
+            }
+            unchanged
+        } else if matches!(item.label.as_str(), "auth_required" | "starttls_required") {
+            if remapped {
+                violations.push(format!("{}: legitimate 530 remapped: {seen}", item.id));
+            }
+            !remapped
+        } else {
+            remapped && remap_fits_label(&item.label, seen)
+        };
+        if !right {
+            wrong.push(format!(
+                "{} [{}] {} at {}: {:?} -> {}",
+                item.id,
+                item.label,
+                reply,
+                facts.command,
+                verdict.rule(),
+                seen
+            ));
+        }
+        let e = table.entry((is_530, item.label.clone())).or_default();
+        e.0 += 1;
+        e.1 += u32::from(right);
+    }
+
+    println!(
+        "\ncorpus: {} ({} items), rules {}",
+        path.display(),
+        corpus.items.len(),
+        rules.version()
+    );
+    println!(
+        "{:<8} {:<18} {:>5} {:>5} {:>8}",
+        "group", "label", "n", "right", "accuracy"
+    );
+    let (mut n530, mut r530c, mut nctl, mut rctl) = (0, 0, 0, 0);
+    for ((is_530, label), (n, right)) in &table {
+        let group = if *is_530 { "530" } else { "control" };
+        println!(
+            "{group:<8} {label:<18} {n:>5} {right:>5} {:>7.1}%",
+            100.0 * f64::from(*right) / f64::from(*n)
+        );
+        if *is_530 {
+            n530 += n;
+            r530c += right;
+        } else {
+            nctl += n;
+            rctl += right;
+        }
+    }
+    let pct = |r: u32, n: u32| {
+        if n == 0 {
+            100.0
+        } else {
+            100.0 * f64::from(r) / f64::from(n)
+        }
+    };
+    println!("530s:     {r530c}/{n530} right ({:.1}%)", pct(r530c, n530));
+    println!(
+        "controls: {rctl}/{nctl} unchanged ({:.1}%)",
+        pct(rctl, nctl)
+    );
+    println!(
+        "overall:  {}/{} right ({:.1}%)",
+        r530c + rctl,
+        n530 + nctl,
+        pct(r530c + rctl, n530 + nctl)
+    );
+    for w in &wrong {
+        println!("wrong: {w}");
+    }
+    assert!(
+        violations.is_empty(),
+        "hard guarantees broken:\n{}",
+        violations.join("\n")
+    );
+}
