@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     DataEnd, FAKE_GREETING, FakeUpstream, Replyfix, ServeOptions, SmtpClient, Step, assert_codes,
-    closed_port_addr, dot_stuff, sha256_hex, test_message,
+    closed_port_addr, dot_stuff, field, sha256_hex, test_message,
 };
 
 const USER_UNKNOWN_530: &str = "530 5.7.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table";
@@ -43,6 +43,18 @@ fn upstream_rejecting_nobody(reply: &'static str) -> FakeUpstream {
             Step::Default
         }
     })
+}
+
+/// A reply as replyfix's logs show it (PROTOCOL L4: `\xNN` escapes).
+fn escaped(reply: &str) -> String {
+    reply
+        .bytes()
+        .map(|b| match b {
+            b'\\' => "\\\\".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            _ => format!("\\x{b:02X}"),
+        })
+        .collect()
 }
 
 /// Last line of a reply, without its CRLF.
@@ -282,18 +294,19 @@ fn rewrite_is_logged_with_original_new_reply_and_rule_id() {
     let mut c = at_rcpt(&rf);
     let reply = c.cmd("RCPT TO:<nobody@example.net>");
     assert_codes(&reply, "550", "5.1.1");
-    let line = rf.wait_for_log("replyfix::rewrite");
-    let original = common::log_field(&line, "original").expect("original= field");
-    let new = common::log_field(&line, "new").expect("new= field");
-    let rule = common::log_field(&line, "rule").expect("rule= field");
-    assert!(
-        original.contains("530 5.7.1 <nobody@example.net>: Recipient address rejected"),
-        "{line}"
-    );
-    assert!(new.starts_with("550 5.1.1"), "{line}");
-    assert!(!rule.is_empty(), "{line}");
+    let rec = rf.wait_for_record("reply rewritten");
+    assert_eq!(field(&rec, "target").as_deref(), Some("replyfix::rewrite"));
+    assert_eq!(field(&rec, "context").as_deref(), Some("rcpt"), "{rec}");
+    assert_eq!(field(&rec, "mode").as_deref(), Some("enforce"), "{rec}");
     assert_eq!(
-        rf.log_lines("replyfix::rewrite").len(),
+        field(&rec, "original"),
+        Some(escaped(&format!("{USER_UNKNOWN_530}\r\n"))),
+        "{rec}"
+    );
+    assert_eq!(field(&rec, "new"), Some(escaped(&reply)), "{rec}");
+    assert!(field(&rec, "rule").is_some_and(|r| !r.is_empty()), "{rec}");
+    assert_eq!(
+        rf.records_with_message("reply rewritten").len(),
         1,
         "one record per rewrite"
     );
@@ -308,11 +321,18 @@ fn shadow_mode_sends_the_original_530_and_logs_the_would_be_rewrite() {
         c.cmd("RCPT TO:<nobody@example.net>"),
         format!("{USER_UNKNOWN_530}\r\n")
     );
-    let line = rf.wait_for_log("replyfix::rewrite");
-    let new = common::log_field(&line, "new").expect("new= field");
-    assert!(new.starts_with("550 5.1.1"), "{line}");
-    let original = common::log_field(&line, "original").expect("original= field");
-    assert!(original.starts_with("530 5.7.1"), "{line}");
+    let rec = rf.wait_for_record("reply would be rewritten (shadow mode)");
+    assert_eq!(field(&rec, "target").as_deref(), Some("replyfix::rewrite"));
+    assert_eq!(field(&rec, "mode").as_deref(), Some("shadow"), "{rec}");
+    assert_eq!(
+        field(&rec, "original"),
+        Some(escaped(&format!("{USER_UNKNOWN_530}\r\n"))),
+        "{rec}"
+    );
+    assert!(
+        field(&rec, "new").is_some_and(|n| n.starts_with("550 5.1.1 ")),
+        "{rec}"
+    );
 }
 
 // ------------------------------------------------------------ pipelining (P1)
@@ -875,16 +895,8 @@ fn session_closed_log_line_counts_transactions_and_rewrites() {
     assert_eq!(c.read_reply(), "250 2.0.0 Ok: queued as FAKE\r\n");
     assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
     c.expect_closed();
-    let line = rf.wait_for_log("session closed");
-    assert_eq!(
-        common::log_field(&line, "transactions").as_deref(),
-        Some("1"),
-        "{line}"
-    );
-    assert_eq!(
-        common::log_field(&line, "rewrites").as_deref(),
-        Some("1"),
-        "{line}"
-    );
-    assert!(common::log_field(&line, "end").is_some(), "{line}");
+    let rec = rf.wait_for_record("session closed");
+    assert_eq!(field(&rec, "transactions").as_deref(), Some("1"), "{rec}");
+    assert_eq!(field(&rec, "rewrites").as_deref(), Some("1"), "{rec}");
+    assert_eq!(field(&rec, "end").as_deref(), Some("quit"), "{rec}");
 }

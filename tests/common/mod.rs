@@ -166,6 +166,10 @@ pub fn run_replyfix(args: &[&str]) -> std::process::Output {
         .expect("run replyfix")
 }
 
+/// The `hostname:` replyfix uses in its own replies when started from a
+/// config file ([`ServeOptions::config`]).
+pub const PROXY_HOSTNAME: &str = "proxy.example.test";
+
 /// Settings for one `replyfix serve` process.
 #[derive(Clone, Default)]
 pub struct ServeOptions {
@@ -173,9 +177,11 @@ pub struct ServeOptions {
     pub args: Vec<String>,
     /// `RUST_LOG` for the process; unset when `None`.
     pub rust_log: Option<String>,
-    /// Short timeouts (`upstream_reply`, `data_end_reply`, `client_idle`, in
-    /// seconds): when set, replyfix is started from a YAML config file
+    /// Start from a YAML config file (with `hostname:` [`PROXY_HOSTNAME`])
     /// instead of `--listen`/`--upstream`.
+    pub config: bool,
+    /// Short timeouts (`upstream_reply`, `data_end_reply`, `client_idle`,
+    /// in seconds) in the config file.
     pub timeouts_secs: Option<u64>,
 }
 
@@ -190,19 +196,33 @@ impl ServeOptions {
         self
     }
 
+    /// Start from a config file.
+    pub fn config(mut self) -> Self {
+        self.config = true;
+        self
+    }
+
+    /// Start from a config file with these short timeouts.
     pub fn timeouts(mut self, secs: u64) -> Self {
+        self.config = true;
         self.timeouts_secs = Some(secs);
         self
     }
 }
 
-/// The config file used when a test needs short timeouts.
-pub fn short_timeout_config(listen: SocketAddr, upstream: SocketAddr, secs: u64) -> String {
-    format!(
-        "listeners:\n  - name: main\n    address: \"{listen}\"\n    upstream: up\n\
-         upstreams:\n  - name: up\n    servers: [\"{upstream}\"]\n\
-         timeouts:\n  upstream_reply: {secs}s\n  data_end_reply: {secs}s\n  client_idle: {secs}s\n"
-    )
+/// The config file for [`ServeOptions::config`] (keys: config/replyfix.yaml).
+pub fn config_yaml(listen: SocketAddr, upstream: SocketAddr, timeouts_secs: Option<u64>) -> String {
+    let mut yaml = format!(
+        "hostname: {PROXY_HOSTNAME}\n\
+         listeners:\n  - name: main\n    address: \"{listen}\"\n    upstream: up\n\
+         upstreams:\n  - name: up\n    servers: [\"{upstream}\"]\n"
+    );
+    if let Some(secs) = timeouts_secs {
+        yaml.push_str(&format!(
+            "timeouts:\n  upstream_reply: {secs}s\n  data_end_reply: {secs}s\n  client_idle: {secs}s\n"
+        ));
+    }
+    yaml
 }
 
 /// A running `replyfix serve`, killed on drop.
@@ -231,9 +251,9 @@ impl Replyfix {
                 .parse()
                 .expect("socket address");
             let mut args: Vec<String> = vec!["serve".into()];
-            if let Some(secs) = opts.timeouts_secs {
+            if opts.config {
                 let config = dir.path().join("replyfix.yaml");
-                std::fs::write(&config, short_timeout_config(addr, upstream, secs))
+                std::fs::write(&config, config_yaml(addr, upstream, opts.timeouts_secs))
                     .expect("write config");
                 args.push("--config".into());
                 args.push(config.display().to_string());
@@ -245,6 +265,8 @@ impl Replyfix {
                     upstream.to_string(),
                 ]);
             }
+            // JSON log records, one per line, for exact field assertions.
+            args.extend(["--log-format".into(), "json".into()]);
             args.extend(opts.args.iter().cloned());
             let stderr_path = dir.path().join("stderr.log");
             let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
@@ -292,37 +314,39 @@ impl Replyfix {
             .unwrap_or_default()
     }
 
-    /// Waits (bounded) until `count` log lines contain `needle`; returns the
-    /// whole log.
-    pub fn wait_for_log_count(&self, needle: &str, count: usize) -> String {
+    /// The JSON log records written so far (non-JSON lines skipped).
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Records whose `message` is `message`.
+    pub fn records_with_message(&self, message: &str) -> Vec<serde_json::Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| field(r, "message").as_deref() == Some(message))
+            .collect()
+    }
+
+    /// Waits (bounded) until `count` records have `message`; returns them.
+    pub fn wait_for_records(&self, message: &str, count: usize) -> Vec<serde_json::Value> {
         poll(START_TIMEOUT, || {
-            let log = self.log();
-            (log.lines().filter(|l| l.contains(needle)).count() >= count).then_some(log)
+            let found = self.records_with_message(message);
+            (found.len() >= count).then_some(found)
         })
         .unwrap_or_else(|| {
             panic!(
-                "replyfix did not log {count} x {needle:?} within {START_TIMEOUT:?}; stderr:\n{}",
+                "replyfix did not log {count} x {message:?} within {START_TIMEOUT:?}; stderr:\n{}",
                 self.log()
             )
         })
     }
 
-    /// Waits (bounded) until a log line contains `needle`; returns that line.
-    pub fn wait_for_log(&self, needle: &str) -> String {
-        let log = self.wait_for_log_count(needle, 1);
-        log.lines()
-            .find(|l| l.contains(needle))
-            .map(str::to_string)
-            .unwrap_or_default()
-    }
-
-    /// Log lines that contain `needle`.
-    pub fn log_lines(&self, needle: &str) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_string)
-            .collect()
+    /// Waits (bounded) for the first record with `message`.
+    pub fn wait_for_record(&self, message: &str) -> serde_json::Value {
+        self.wait_for_records(message, 1).remove(0)
     }
 
     /// Connects a raw client and reads nothing yet.
@@ -353,27 +377,13 @@ impl Drop for Replyfix {
     }
 }
 
-/// The value of `key=` in a text-format log line (quoted or bare), if any.
-pub fn log_field(line: &str, key: &str) -> Option<String> {
-    let pat = format!("{key}=");
-    let start = line
-        .match_indices(&pat)
-        .find(|(i, _)| *i == 0 || line.as_bytes()[i - 1] == b' ')
-        .map(|(i, _)| i + pat.len())?;
-    let rest = &line[start..];
-    if let Some(quoted) = rest.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = quoted.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => out.push(chars.next()?),
-                '"' => return Some(out),
-                c => out.push(c),
-            }
-        }
-        None
-    } else {
-        Some(rest.split(' ').next().unwrap_or("").to_string())
+/// A field of a JSON log record (flattened: fields at the top level) as
+/// text: strings as they are, numbers and booleans in their JSON form.
+pub fn field(record: &serde_json::Value, key: &str) -> Option<String> {
+    match record.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
     }
 }
 
