@@ -3,7 +3,8 @@
 //! else through byte-exact.
 //!
 //! The crate is laid out as the design card says (docs/architecture.md):
-//! [`smtp`] is the wire, [`rules`] decides, [`config`] loads settings,
+//! [`smtp`] is the wire, [`rules`] decides ([`explain`] shows a decision
+//! offline), [`config`] loads settings,
 //! [`session`] relays one connection (a sans-IO core and a thin async
 //! driver), [`server`] accepts connections.
 #![forbid(unsafe_code)]

@@ -41,7 +41,7 @@ impl AddressLog {
             LogAddresses::Full => escape_capped(address, 320),
             LogAddresses::Domain => format!("*@{domain}"),
             LogAddresses::Hash => {
-                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+                let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.key)
                     .expect("HMAC accepts keys of any length");
                 mac.update(local);
                 let tag = mac.finalize().into_bytes();

@@ -249,7 +249,10 @@ fn check(config: Option<PathBuf>, rules: Vec<PathBuf>) -> Result<ExitCode> {
                     c.mode
                 );
                 for l in &c.listeners {
-                    println!("  listener {} on {} -> upstream {}", l.name, l.address, l.upstream);
+                    println!(
+                        "  listener {} on {} -> upstream {}",
+                        l.name, l.address, l.upstream
+                    );
                 }
                 if rule_paths.is_empty() {
                     rule_paths = c.rules.clone();
@@ -305,26 +308,26 @@ fn explain_cmd(
     reply: Option<String>,
 ) -> Result<ExitCode> {
     let rules = load_rules(&rules)?;
-    let kind: CommandKind = command.parse().map_err(|e| anyhow::anyhow!("--command: {e}"))?;
+    let kind: CommandKind = command
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--command: {e}"))?;
     let mut facts = SessionFacts::new(kind);
     facts.authenticated = authenticated;
     facts.client_tls = tls;
     facts.recipients_accepted = recipients_accepted;
     let mut status = ExitCode::SUCCESS;
-    let mut one = |text: &str| {
-        match parse_reply_arg(text) {
-            Ok(reply) => {
-                let e = explain(&rules, reply, &facts);
-                if json {
-                    println!("{}", e.to_json());
-                } else {
-                    println!("{e}");
-                }
+    let mut one = |text: &str| match parse_reply_arg(text) {
+        Ok(reply) => {
+            let e = explain(&rules, reply, &facts);
+            if json {
+                println!("{}", e.to_json());
+            } else {
+                println!("{e}");
             }
-            Err(msg) => {
-                eprintln!("error: {msg}");
-                status = ExitCode::FAILURE;
-            }
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            status = ExitCode::FAILURE;
         }
     };
     match reply {
@@ -354,7 +357,10 @@ fn test_rules(files: Vec<PathBuf>) -> Result<ExitCode> {
             passed += 1;
         } else {
             failed += 1;
-            println!("FAIL {o}");
+            println!(
+                "FAIL {}:{}: rule '{}': {}\n     {}",
+                o.file, o.line, o.rule, o.example, o.message
+            );
         }
     }
     println!("{passed} passed, {failed} failed");

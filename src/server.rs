@@ -28,7 +28,9 @@ use crate::smtp::ReplyLimits;
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("listener '{name}': cannot listen on {address}: {source} (is another process using it? is the address on this host?)")]
+    #[error(
+        "listener '{name}': cannot listen on {address}: {source} (is another process using it? is the address on this host?)"
+    )]
     Bind {
         name: String,
         address: SocketAddr,
@@ -166,13 +168,14 @@ impl Server {
                     listener: l.name.clone(),
                     upstream: l.upstream.clone(),
                 })?;
-            let listener = TcpListener::bind(l.address)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    name: l.name.clone(),
-                    address: l.address,
-                    source,
-                })?;
+            let listener =
+                TcpListener::bind(l.address)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        name: l.name.clone(),
+                        address: l.address,
+                        source,
+                    })?;
             let bound = listener.local_addr().unwrap_or(l.address);
             addresses.push((l.name.clone(), bound));
             let ctx = Arc::new(SessionContext {
@@ -243,7 +246,10 @@ pub fn core_settings(config: &Config, listener: &str, upstream: &str) -> CoreSet
         max_pipeline: l.max_pipeline,
         max_errors: l.max_errors,
         max_message_size: l.max_message_size,
-        max_drain: l.max_message_size.unwrap_or(64 * 1024 * 1024).max(1024 * 1024),
+        max_drain: l
+            .max_message_size
+            .unwrap_or(64 * 1024 * 1024)
+            .max(1024 * 1024),
         reply_limits: ReplyLimits {
             max_line: l.max_reply_line,
             max_reply: l.max_reply,

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::smtp::{CommandKind, Reply};
 
 pub use examples::ExampleOutcome;
+pub(crate) use examples::{parse_reply_lines, reply_from_lines};
 
 use compile::{CodeSet, Then, When};
 
@@ -78,9 +79,13 @@ impl<'a> SessionFacts<'a> {
 /// parts that are unknown.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleDiagnostic {
+    /// The file name as given to the loader.
     pub file: String,
+    /// 1-based line, when the problem has a place in the file.
     pub line: Option<usize>,
+    /// 1-based column (in characters).
     pub column: Option<usize>,
+    /// The rule the problem belongs to, when its id could be read.
     pub rule_id: Option<String>,
     /// The path of the offending key inside the rule, e.g. `then.remap.code`.
     pub key: Option<String>,
@@ -132,6 +137,7 @@ fn display_all(diags: &[RuleDiagnostic]) -> String {
 #[derive(Debug)]
 pub struct Loaded {
     pub rules: RuleSet,
+    /// Problems that do not stop the rules from loading; show them.
     pub warnings: Vec<RuleDiagnostic>,
 }
 
@@ -224,6 +230,7 @@ impl Rule {
     pub fn id(&self) -> &str {
         &self.id
     }
+    /// What the rule is for, as written in its file.
     pub fn description(&self) -> &str {
         &self.description
     }
@@ -309,10 +316,12 @@ impl RuleSet {
         &self.version
     }
 
+    /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
+    /// True when there are no rules: every reply passes unchanged.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

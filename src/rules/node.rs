@@ -65,9 +65,14 @@ pub(crate) struct SyntaxError {
     pub message: String,
 }
 
-/// Parses one YAML document into a [`Node`] tree.
+/// Parses one YAML document into a [`Node`] tree. Only YAML 1.2 booleans
+/// (`true`, `false`) are booleans: `y`, `no` or `on` stay strings.
 pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
-    match serde_saphyr::from_str::<Option<Spanned<RawValue>>>(text) {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        with_snippet: false,
+    };
+    match serde_saphyr::from_str_with_options::<Option<Spanned<RawValue>>>(text, options) {
         Ok(Some(s)) => Ok(to_node(s)),
         Ok(None) => Ok(Node {
             line: 1,
@@ -229,7 +234,7 @@ mod tests {
 
     #[test]
     fn scalars_keep_their_yaml_types() {
-        let n = parse("[true, 1.5, \"530\", 5xx, 5.7.0, ~]").unwrap();
+        let n = parse("[true, 1.5, \"530\", 5xx, 5.7.0, ~, y, no]").unwrap();
         let Value::Seq(items) = n.value else { panic!() };
         let kinds: Vec<_> = items.iter().map(|n| n.value.clone()).collect();
         assert_eq!(
@@ -240,7 +245,9 @@ mod tests {
                 Value::Str("530".into()),
                 Value::Str("5xx".into()),
                 Value::Str("5.7.0".into()),
-                Value::Null
+                Value::Null,
+                Value::Str("y".into()),
+                Value::Str("no".into()),
             ]
         );
     }

@@ -567,10 +567,11 @@ impl Core {
             self.on_reply(reply);
         }
         self.reply_scratch = replies;
-        if let Err(e) = result {
-            if self.end.is_none() && !self.upstream_gone {
-                self.upstream_desync(&crate::smtp::escape::escape(e.to_string().as_bytes()));
-            }
+        if let Err(e) = result
+            && self.end.is_none()
+            && !self.upstream_gone
+        {
+            self.upstream_desync(&crate::smtp::escape::escape(e.to_string().as_bytes()));
         }
         // Replies may have opened the client side again (354, 334, gates).
         if self.end.is_none() {
@@ -620,7 +621,10 @@ impl Core {
                     let input = self.client_buf.split().freeze();
                     let scan = scanner.scan(&input, sanitize, &mut self.to_upstream);
                     *size += (self.to_upstream.len() - before) as u64;
-                    let too_big = self.settings.max_message_size.is_some_and(|max| *size > max);
+                    let too_big = self
+                        .settings
+                        .max_message_size
+                        .is_some_and(|max| *size > max);
                     match scan {
                         DataScan::More if too_big => {
                             let skipper = scanner.skipper();
@@ -916,8 +920,9 @@ impl Core {
         let to_send = self.judge_and_edit(&front, reply);
         let success = code < 400;
         self.to_client.extend_from_slice(to_send.raw());
+        let kind = front.kind;
         self.after_reply(front, code);
-        if !success && front.kind != CommandKind::Greeting && self.end.is_none() {
+        if !success && kind != CommandKind::Greeting && self.end.is_none() {
             self.count_error();
         }
         self.flush_local();
@@ -965,7 +970,9 @@ impl Core {
                 });
                 reply
             }
-            Verdict::Rewrite { rule, reply: new, .. } => {
+            Verdict::Rewrite {
+                rule, reply: new, ..
+            } => {
                 let shadow = self.settings.mode == Mode::Shadow;
                 self.rewrites += 1;
                 let version: Arc<str> = Arc::from(self.rules.version());
@@ -990,52 +997,30 @@ impl Core {
             CommandKind::Greeting => {
                 self.phase = Phase::Command;
             }
-            CommandKind::Ehlo | CommandKind::Helo | CommandKind::Rset => {
-                if ok {
-                    self.end_transaction();
-                }
-            }
-            CommandKind::Mail => {
-                if ok {
-                    self.in_transaction = true;
-                    self.recipients_accepted = 0;
-                }
-            }
-            CommandKind::Rcpt => {
-                if ok {
-                    self.recipients_accepted += 1;
-                }
-            }
-            CommandKind::Data => {
-                if code == 354 {
-                    if matches!(self.phase, Phase::DataGate) {
-                        self.phase = Phase::Content {
-                            scanner: DataScanner::new(),
-                            size: 0,
-                        };
-                    }
-                } else if matches!(self.phase, Phase::DataGate) {
-                    self.phase = Phase::Command;
-                }
-            }
-            CommandKind::DataEnd => {
-                self.events.push(Event::Transaction {
-                    accepted: ok,
-                    recipients: self.recipients_accepted,
-                });
-                self.transactions += 1;
+            CommandKind::Ehlo | CommandKind::Helo | CommandKind::Rset if ok => {
                 self.end_transaction();
             }
-            CommandKind::Bdat => {
-                if front.last_chunk {
-                    self.events.push(Event::Transaction {
-                        accepted: ok,
-                        recipients: self.recipients_accepted,
-                    });
-                    self.transactions += 1;
-                    self.end_transaction();
+            CommandKind::Mail if ok => {
+                self.in_transaction = true;
+                self.recipients_accepted = 0;
+            }
+            CommandKind::Rcpt if ok => {
+                self.recipients_accepted += 1;
+            }
+            CommandKind::Data => {
+                if matches!(self.phase, Phase::DataGate) {
+                    self.phase = if code == 354 {
+                        Phase::Content {
+                            scanner: DataScanner::new(),
+                            size: 0,
+                        }
+                    } else {
+                        Phase::Command
+                    };
                 }
             }
+            CommandKind::DataEnd => self.transaction_done(ok),
+            CommandKind::Bdat if front.last_chunk => self.transaction_done(ok),
             CommandKind::Auth => {
                 if code == 334 {
                     if matches!(self.phase, Phase::AuthGate) {
@@ -1063,6 +1048,16 @@ impl Core {
         }
     }
 
+    /// The upstream answered an end of data (or a `BDAT LAST`).
+    fn transaction_done(&mut self, accepted: bool) {
+        self.events.push(Event::Transaction {
+            accepted,
+            recipients: self.recipients_accepted,
+        });
+        self.transactions += 1;
+        self.end_transaction();
+    }
+
     fn end_transaction(&mut self) {
         self.in_transaction = false;
         self.recipients_accepted = 0;
@@ -1081,10 +1076,11 @@ impl Core {
     /// session if it was only waiting for them.
     fn flush_local(&mut self) {
         self.emit_front_locals();
-        if self.pending.is_empty() && self.end.is_none() {
-            if let Some(reason) = self.close_after_pending.take() {
-                self.stop_reading_and_quit(reason);
-            }
+        if self.pending.is_empty()
+            && self.end.is_none()
+            && let Some(reason) = self.close_after_pending.take()
+        {
+            self.stop_reading_and_quit(reason);
         }
     }
 
@@ -1162,7 +1158,11 @@ mod tests {
         }
 
         fn with(settings: CoreSettings) -> Self {
-            let rules = Arc::new(ArcSwap::from_pointee(RuleSet::builtin()));
+            // Compiling the built-in rules once keeps the split-at-every-byte
+            // tests fast.
+            static BUILTIN: std::sync::OnceLock<Arc<RuleSet>> = std::sync::OnceLock::new();
+            let rules = BUILTIN.get_or_init(|| Arc::new(RuleSet::builtin())).clone();
+            let rules = Arc::new(ArcSwap::new(rules));
             Script {
                 core: Core::new(settings, rules),
                 client_got: Vec::new(),
@@ -1182,7 +1182,8 @@ mod tests {
         }
 
         fn collect(&mut self) {
-            self.client_got.extend_from_slice(&self.core.take_to_client());
+            self.client_got
+                .extend_from_slice(&self.core.take_to_client());
             self.upstream_got
                 .extend_from_slice(&self.core.take_to_upstream());
             self.events.extend(self.core.take_events());
@@ -1221,7 +1222,10 @@ mod tests {
         s.client(b"EHLO c.example\r\n");
         assert_eq!(s.take().1, "EHLO c.example\r\n");
         s.upstream(b"250-up.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
-        assert_eq!(s.take().0, "250-up.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+        assert_eq!(
+            s.take().0,
+            "250-up.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        );
     }
 
     #[test]
@@ -1229,6 +1233,7 @@ mod tests {
         let mut s = Script::new();
         s.upstream(b"220 up\r\n");
         s.client(b"EHLO c\r\n");
+        s.take();
         s.upstream(b"250-up\r\n250-STARTTLS\r\n250-XCLIENT NAME ADDR\r\n250-REQUIRETLS\r\n250 SIZE 1000\r\n");
         assert_eq!(s.take().0, "250-up\r\n250 SIZE 1000\r\n");
     }
@@ -1246,7 +1251,9 @@ mod tests {
     #[test]
     fn pipelined_rcpt_replies_keep_order_and_context_p1() {
         let mut s = Script::ready();
-        s.client(b"MAIL FROM:<a@x>\r\nRCPT TO:<ok@y>\r\nRCPT TO:<typo@y>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+        s.client(
+            b"MAIL FROM:<a@x>\r\nRCPT TO:<ok@y>\r\nRCPT TO:<typo@y>\r\nRCPT TO:<b@y>\r\nDATA\r\n",
+        );
         assert_eq!(
             s.take().1,
             "MAIL FROM:<a@x>\r\nRCPT TO:<ok@y>\r\nRCPT TO:<typo@y>\r\nRCPT TO:<b@y>\r\nDATA\r\n"
@@ -1357,10 +1364,9 @@ mod tests {
                         "bare byte forwarded: variant {variant:?} split {split} sanitize {sanitize}"
                     );
                     assert!(
-                        !s.core
-                            .pending
-                            .iter()
-                            .any(|p| matches!(p, Pending::Upstream(o) if o.kind == CommandKind::DataEnd)),
+                        !s.core.pending.iter().any(
+                            |p| matches!(p, Pending::Upstream(o) if o.kind == CommandKind::DataEnd)
+                        ),
                         "variant {variant:?} split {split} ended the data"
                     );
                     if !sanitize {
@@ -1402,7 +1408,9 @@ mod tests {
     #[test]
     fn bdat_chunks_pass_opaque_and_pipelined_d5() {
         let mut s = Script::ready();
-        s.client(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 7\r\n\r\n.\r\nxyBDAT 3 LAST\r\nabcQUIT\r\n");
+        s.client(
+            b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 7\r\n\r\n.\r\nxyBDAT 3 LAST\r\nabcQUIT\r\n",
+        );
         assert_eq!(
             s.take().1,
             "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 7\r\n\r\n.\r\nxyBDAT 3 LAST\r\nabcQUIT\r\n"
@@ -1442,7 +1450,10 @@ mod tests {
         s.upstream(b"235 2.7.0 ok\r\n");
         let (c, up) = s.take();
         assert_eq!(up, "AUTH LOGIN\r\nc2VjcmV0dXNlcg==\r\nc2VjcmV0cGFzcw==\r\n");
-        assert_eq!(c, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 ok\r\n");
+        assert_eq!(
+            c,
+            "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 ok\r\n"
+        );
         assert!(s.core.authenticated());
         let dump = format!("{:?}", s.events);
         assert!(!dump.contains("c2VjcmV0"), "{dump}");
@@ -1522,7 +1533,10 @@ mod tests {
             s.upstream(b"502 5.5.2 Error: command not recognized\r\n");
         }
         let (c, up) = s.take();
-        assert!(c.ends_with("421 4.7.0 replyfix.test Error: too many errors\r\n"), "{c}");
+        assert!(
+            c.ends_with("421 4.7.0 replyfix.test Error: too many errors\r\n"),
+            "{c}"
+        );
         assert!(up.ends_with("QUIT\r\n"));
         assert_eq!(s.core.end_reason(), Some(EndReason::TooManyErrors));
     }

@@ -95,7 +95,7 @@ pub async fn run(
     let mut settings = ctx.core.clone();
     settings.client = Some(peer.ip());
     let mut core = Core::new(settings, ctx.rules.clone());
-    let (mut cr, mut cw) = client.into_split();
+    let (cr, mut cw) = client.into_split();
     let mut stats = Stats::default();
 
     let upstream = connect_upstream(&ctx.upstream.servers, ctx.timeouts.upstream_connect).await;
@@ -109,7 +109,15 @@ pub async fn run(
             core.upstream_unavailable();
             let out = core.take_to_client();
             let _ = timeout(Duration::from_secs(10), cw.write_all(&out)).await;
-            log_end(&id, peer, "-", &core, &stats, EndReason::UpstreamUnavailable, started);
+            log_end(
+                &id,
+                peer,
+                "-",
+                &core,
+                &stats,
+                EndReason::UpstreamUnavailable,
+                started,
+            );
             return;
         }
     };
@@ -123,15 +131,15 @@ pub async fn run(
     let reason = loop {
         // 1. Write what the core produced, upstream first.
         let up = core.take_to_upstream();
-        if !up.is_empty() {
-            if let Some(w) = uw.as_mut() {
-                let res = timeout(ctx.timeouts.upstream_reply, w.write_all(&up)).await;
-                stats.to_upstream += up.len() as u64;
-                if !matches!(res, Ok(Ok(()))) {
-                    uw = None;
-                    ur = None;
-                    guard(&mut core, |c| c.upstream_eof());
-                }
+        if !up.is_empty()
+            && let Some(w) = uw.as_mut()
+        {
+            let res = timeout(ctx.timeouts.upstream_reply, w.write_all(&up)).await;
+            stats.to_upstream += up.len() as u64;
+            if !matches!(res, Ok(Ok(()))) {
+                uw = None;
+                ur = None;
+                guard(&mut core, |c| c.upstream_eof());
             }
         }
         let out = core.take_to_client();
