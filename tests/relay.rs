@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     DataEnd, FAKE_GREETING, FakeUpstream, PROXY_HOSTNAME, Replyfix, ServeOptions, SmtpClient, Step,
-    assert_codes, closed_port_addr, dot_stuff, field, sha256_hex, test_message,
+    assert_codes, closed_port_addr, dot_stuff, escaped, explained, field, sha256_hex, test_message,
 };
 
 const USER_UNKNOWN_530: &str = "530 5.7.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table";
@@ -43,18 +43,6 @@ fn upstream_rejecting_nobody(reply: &'static str) -> FakeUpstream {
             Step::Default
         }
     })
-}
-
-/// A reply as replyfix's logs show it (PROTOCOL L4: `\xNN` escapes).
-fn escaped(reply: &str) -> String {
-    reply
-        .bytes()
-        .map(|b| match b {
-            b'\\' => "\\\\".to_string(),
-            0x20..=0x7e => (b as char).to_string(),
-            _ => format!("\\x{b:02X}"),
-        })
-        .collect()
 }
 
 // ------------------------------------------------------------ pass-through
@@ -145,36 +133,6 @@ fn client_starttls_without_tls_configured_is_answered_454_and_not_forwarded() {
 }
 
 // ------------------------------------------------------------ built-in 530 rules
-
-/// What `replyfix explain --json` says the client sees for `reply` at
-/// `command` with `accepted` recipients already accepted: the wire form
-/// (CRLF-terminated) and the deciding rule id. The relay must send exactly
-/// that; the tests check the codes independently as well.
-fn explained(command: &str, accepted: u32, reply: &str) -> (String, Option<String>) {
-    let accepted = accepted.to_string();
-    let out = common::run_replyfix(&[
-        "explain",
-        "--json",
-        "--command",
-        command,
-        "--recipients-accepted",
-        &accepted,
-        reply,
-    ]);
-    assert!(
-        out.status.success(),
-        "replyfix explain failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("explain --json");
-    let wire: String = v["client_sees"]["wire"]
-        .as_array()
-        .expect("client_sees.wire")
-        .iter()
-        .map(|l| format!("{}\r\n", l.as_str().expect("wire line")))
-        .collect();
-    (wire, v["rule"].as_str().map(str::to_string))
-}
 
 #[test]
 fn misused_530_user_unknown_at_rcpt_is_remapped_to_550_511() {

@@ -387,6 +387,62 @@ pub fn field(record: &serde_json::Value, key: &str) -> Option<String> {
     }
 }
 
+/// What `replyfix explain --json` says the client sees for `reply` at
+/// `command` with `accepted` recipients already accepted: the wire form
+/// (CRLF-terminated) and the deciding rule id. The relay must send exactly
+/// that; the tests check the codes independently as well.
+pub fn explained(command: &str, accepted: u32, reply: &str) -> (String, Option<String>) {
+    explained_with(command, accepted, false, reply)
+}
+
+/// [`explained`] for an authenticated session when `authenticated`.
+pub fn explained_with(
+    command: &str,
+    accepted: u32,
+    authenticated: bool,
+    reply: &str,
+) -> (String, Option<String>) {
+    let accepted = accepted.to_string();
+    let mut args = vec![
+        "explain",
+        "--json",
+        "--command",
+        command,
+        "--recipients-accepted",
+        &accepted,
+    ];
+    if authenticated {
+        args.push("--authenticated");
+    }
+    args.push(reply);
+    let out = run_replyfix(&args);
+    assert!(
+        out.status.success(),
+        "replyfix explain failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("explain --json");
+    let wire: String = v["client_sees"]["wire"]
+        .as_array()
+        .expect("client_sees.wire")
+        .iter()
+        .map(|l| format!("{}\r\n", l.as_str().expect("wire line")))
+        .collect();
+    (wire, v["rule"].as_str().map(str::to_string))
+}
+
+/// A reply as replyfix's logs show it (PROTOCOL L4: `\xNN` escapes).
+pub fn escaped(reply: &str) -> String {
+    reply
+        .bytes()
+        .map(|b| match b {
+            b'\\' => "\\\\".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            _ => format!("\\x{b:02X}"),
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------- client
 
 /// A raw SMTP client: writes bytes, reads whole replies, with timeouts.
@@ -581,7 +637,9 @@ impl Recorded {
     }
 }
 
-type Script = Arc<dyn Fn(&str) -> Step + Send + Sync>;
+/// Called with the earlier command lines of this connection and the new
+/// one (no line ends).
+type Script = Arc<dyn Fn(&[String], &str) -> Step + Send + Sync>;
 
 /// Builder for [`FakeUpstream`].
 pub struct FakeUpstreamBuilder {
@@ -612,7 +670,17 @@ impl FakeUpstreamBuilder {
 
     /// The script: called with each command line (no CRLF); return
     /// [`Step::Default`] for the default answer.
-    pub fn script(mut self, f: impl Fn(&str) -> Step + Send + Sync + 'static) -> Self {
+    pub fn script(self, f: impl Fn(&str) -> Step + Send + Sync + 'static) -> Self {
+        self.script_with_history(move |_, line| f(line))
+    }
+
+    /// Like [`FakeUpstreamBuilder::script`], but the script also gets the
+    /// earlier command lines of the same connection (e.g. to tell sessions
+    /// apart by their EHLO name).
+    pub fn script_with_history(
+        mut self,
+        f: impl Fn(&[String], &str) -> Step + Send + Sync + 'static,
+    ) -> Self {
         self.script = Arc::new(f);
         self
     }
@@ -680,7 +748,7 @@ impl FakeUpstream {
             greeting: Step::reply(FAKE_GREETING),
             greeting_delay: Duration::ZERO,
             ehlo: FAKE_EHLO.to_string(),
-            script: Arc::new(|_| Step::Default),
+            script: Arc::new(|_, _| Step::Default),
         }
     }
 
@@ -791,16 +859,18 @@ fn serve_conn(stream: TcpStream, conf: &ConnConf) {
         let _ = stream.shutdown(Shutdown::Both);
         return;
     }
+    let mut history: Vec<String> = Vec::new();
     for _ in 0..1_000_000 {
         let Some(line) = conn.read_line() else { break };
         lock(&conf.record).lines.push(line.clone());
         let text = String::from_utf8_lossy(&line)
             .trim_end_matches(['\r', '\n'])
             .to_string();
-        let step = (conf.script)(&text);
+        let step = (conf.script)(&history, &text);
         if let Flow::Close = conn.act(step, &text) {
             break;
         }
+        history.push(text);
     }
     let _ = stream.shutdown(Shutdown::Both);
 }
