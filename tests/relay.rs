@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -541,6 +542,71 @@ RCPT TO:<victim@example.net>\r\nDATA\r\n\r\nsmuggled\r\n.\r\n",
 }
 
 #[test]
+fn no_end_of_data_variant_other_than_crlf_dot_crlf_ends_data_or_smuggles() {
+    // D1/D2: LF.LF, CR.CR, LF.CRLF, CRLF.CR CRLF and CRLF NUL . CRLF are
+    // never an end; each carries a bare byte, so the message is rejected and
+    // what follows never reaches the upstream as a command.
+    let up = FakeUpstream::start();
+    let rf = Replyfix::serve(up.addr);
+    let variants: [&[u8]; 5] = [
+        b"\n.\n",
+        b"\r.\r",
+        b"\n.\r\n",
+        b"\r\n.\r\r\n",
+        b"\r\n\0.\r\n",
+    ];
+    for (n, variant) in variants.iter().enumerate() {
+        let mut c = at_rcpt(&rf);
+        assert_eq!(c.cmd("RCPT TO:<a@example.net>"), "250 2.1.5 Ok\r\n");
+        assert!(c.cmd("DATA").starts_with("354 "));
+        let mut content = b"Subject: smuggle\r\n\r\nbefore".to_vec();
+        content.extend_from_slice(variant);
+        content.extend_from_slice(b"MAIL FROM:<evil@example.test>\r\nafter\r\n.\r\n");
+        c.send(&content);
+        assert_eq!(
+            c.read_reply(),
+            "550 5.5.2 Error: bare <CR>/<LF>/<NUL> in message content\r\n",
+            "variant {variant:?}"
+        );
+        c.expect_closed();
+        up.wait_until("upstream closed mid-DATA", |r| {
+            r.aborted_data.len() == n + 1
+        });
+    }
+    let rec = up.recorded();
+    assert!(
+        rec.messages.is_empty(),
+        "an end of data reached the upstream"
+    );
+    assert!(
+        !rec.commands().iter().any(|c| c.contains("evil@")),
+        "{:?}",
+        rec.commands()
+    );
+}
+
+#[test]
+fn sanitize_policy_replaces_bare_bytes_with_spaces() {
+    // D2 `sanitize`: each bare CR, bare LF or NUL becomes a space; never a
+    // CRLF.
+    let up = FakeUpstream::start();
+    let rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml("bare_line_endings: sanitize"),
+    );
+    let mut c = at_rcpt(&rf);
+    assert_eq!(c.cmd("RCPT TO:<a@example.net>"), "250 2.1.5 Ok\r\n");
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: s\r\n\r\na\nb\rc\0d\r\nx\n.\ny\r\n.\r\n");
+    assert_eq!(c.read_reply(), "250 2.0.0 Ok: queued as FAKE\r\n");
+    let rec = up.wait_until("message", |r| r.messages.len() == 1);
+    assert_eq!(
+        String::from_utf8_lossy(&rec.messages[0]),
+        "Subject: s\r\n\r\na b c d\r\nx . y\r\n.\r\n"
+    );
+}
+
+#[test]
 fn content_sent_before_354_is_a_sync_error_554_550() {
     // D4: nothing after DATA is forwarded before the 354.
     let up = FakeUpstream::builder()
@@ -597,6 +663,39 @@ fn bdat_chunks_pass_opaque_and_byte_exact() {
     assert_eq!(c.read_reply(), "250 2.0.0 Ok\r\n");
     let rec = up.wait_until("BDAT message", |r| r.messages.len() == 1);
     assert_eq!(rec.messages[0], [chunk1, chunk2].concat());
+}
+
+#[test]
+fn bdat_ten_megabytes_in_pipelined_chunks_reaches_upstream_byte_exact_by_sha256() {
+    // D5/D6: chunks of 1 MiB, all pipelined, payload with bare LFs and
+    // CRLF.CRLF sequences that must stay opaque.
+    let up = FakeUpstream::start();
+    let rf = Replyfix::serve(up.addr);
+    let mut c = at_rcpt(&rf);
+    assert_eq!(c.cmd("RCPT TO:<a@example.net>"), "250 2.1.5 Ok\r\n");
+    let mut message = test_message(10 << 20, 21);
+    message.extend_from_slice(b"\r\n.\r\nbare\nlf\r\n.\r\n");
+    let chunks: Vec<&[u8]> = message.chunks(1 << 20).collect();
+    let mut wire = Vec::with_capacity(message.len() + 1024);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = if i + 1 == chunks.len() { " LAST" } else { "" };
+        wire.extend_from_slice(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+    }
+    // Write on a thread: replies come back while the client is still
+    // sending, and neither side may block the other.
+    let mut writer = c.try_clone_writer();
+    let sender = std::thread::spawn(move || writer.write_all(&wire));
+    for chunk in &chunks {
+        assert_eq!(
+            c.read_reply(),
+            format!("250 2.0.0 Ok: {} octets received\r\n", chunk.len())
+        );
+    }
+    sender.join().expect("writer thread").expect("write chunks");
+    let rec = up.wait_until("BDAT message", |r| r.messages.len() == 1);
+    assert_eq!(rec.messages[0].len(), message.len());
+    assert_eq!(sha256_hex(&rec.messages[0]), sha256_hex(&message));
 }
 
 #[test]

@@ -183,6 +183,9 @@ pub struct ServeOptions {
     /// Short timeouts (`upstream_reply`, `data_end_reply`, `client_idle`,
     /// in seconds) in the config file.
     pub timeouts_secs: Option<u64>,
+    /// More top-level YAML for the config file (e.g. `bare_line_endings:
+    /// sanitize`).
+    pub extra_yaml: String,
 }
 
 impl ServeOptions {
@@ -202,6 +205,14 @@ impl ServeOptions {
         self
     }
 
+    /// Start from a config file with this extra top-level YAML line.
+    pub fn yaml(mut self, line: &str) -> Self {
+        self.config = true;
+        self.extra_yaml.push_str(line);
+        self.extra_yaml.push('\n');
+        self
+    }
+
     /// Start from a config file with these short timeouts.
     pub fn timeouts(mut self, secs: u64) -> Self {
         self.config = true;
@@ -211,17 +222,18 @@ impl ServeOptions {
 }
 
 /// The config file for [`ServeOptions::config`] (keys: config/replyfix.yaml).
-pub fn config_yaml(listen: SocketAddr, upstream: SocketAddr, timeouts_secs: Option<u64>) -> String {
+pub fn config_yaml(listen: SocketAddr, upstream: SocketAddr, opts: &ServeOptions) -> String {
     let mut yaml = format!(
         "hostname: {PROXY_HOSTNAME}\n\
          listeners:\n  - name: main\n    address: \"{listen}\"\n    upstream: up\n\
          upstreams:\n  - name: up\n    servers: [\"{upstream}\"]\n"
     );
-    if let Some(secs) = timeouts_secs {
+    if let Some(secs) = opts.timeouts_secs {
         yaml.push_str(&format!(
             "timeouts:\n  upstream_reply: {secs}s\n  data_end_reply: {secs}s\n  client_idle: {secs}s\n"
         ));
     }
+    yaml.push_str(&opts.extra_yaml);
     yaml
 }
 
@@ -253,8 +265,7 @@ impl Replyfix {
             let mut args: Vec<String> = vec!["serve".into()];
             if opts.config {
                 let config = dir.path().join("replyfix.yaml");
-                std::fs::write(&config, config_yaml(addr, upstream, opts.timeouts_secs))
-                    .expect("write config");
+                std::fs::write(&config, config_yaml(addr, upstream, &opts)).expect("write config");
                 args.push("--config".into());
                 args.push(config.display().to_string());
             } else {
@@ -538,6 +549,11 @@ impl SmtpClient {
     pub fn expect_closed(&mut self) {
         let rest = self.read_to_close();
         assert_eq!(rest, "", "expected a close, got more bytes");
+    }
+
+    /// A second handle on the socket for writing from another thread.
+    pub fn try_clone_writer(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone stream")
     }
 
     pub fn shutdown_write(&self) {
