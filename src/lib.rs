@@ -18,3 +18,4 @@ pub mod session;
 pub mod smtp;
 pub mod tls;
 pub mod upstream;
+pub mod proxy;

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, ProxyProtocol};
 use crate::logging::AddressLog;
 use crate::rules::RuleSet;
 use crate::session::core::CoreSettings;
@@ -233,11 +233,16 @@ impl Server {
                     .helo_name
                     .clone()
                     .unwrap_or_else(|| config.hostname.clone()),
+                forwarding: upstream.send_client_address,
             });
+            let proxy = l
+                .proxy_protocol
+                .map(|version| (version, l.trusted_proxies.clone()));
             tracing::info!(listener = %l.name, address = %bound, upstream = %upstream.name, "listening");
             tasks.spawn(accept_loop(
                 listener,
                 ctx,
+                proxy,
                 admission.clone(),
                 ids.clone(),
                 shutdown_rx.clone(),
@@ -329,9 +334,13 @@ fn session_id_seed() -> u64 {
     (t & 0xffff_ffff) << 24
 }
 
+/// A listener's PROXY protocol setting: version and trusted peers.
+type ProxyIn = Option<(ProxyProtocol, Vec<ipnet::IpNet>)>;
+
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<SessionContext>,
+    proxy: ProxyIn,
     admission: Arc<Admission>,
     ids: Arc<AtomicU64>,
     mut shutdown: watch::Receiver<bool>,
@@ -354,22 +363,12 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                match admission.admit(peer.ip()) {
-                    Ok(slot) => {
-                        let id = format!("{:x}", ids.fetch_add(1, Ordering::Relaxed));
-                        let ctx = ctx.clone();
-                        let rx = shutdown.clone();
-                        sessions.spawn(async move {
-                            session::run(stream, peer, ctx, id, rx).await;
-                            drop(slot);
-                        });
-                    }
-                    Err(why) => {
-                        tracing::info!(client = %peer, reason = why, "connection refused");
-                        let host = ctx.core.hostname.clone();
-                        sessions.spawn(refuse(stream, host, why));
-                    }
-                }
+                let (ctx, admission, rx, proxy) =
+                    (ctx.clone(), admission.clone(), shutdown.clone(), proxy.clone());
+                let id = format!("{:x}", ids.fetch_add(1, Ordering::Relaxed));
+                sessions.spawn(async move {
+                    admit_and_run(stream, peer, ctx, admission, proxy, id, rx).await;
+                });
                 // Reap finished sessions so the set stays small.
                 while sessions.try_join_next().is_some() {}
             }
@@ -378,6 +377,44 @@ async fn accept_loop(
     drop(listener);
     // Sessions see the same shutdown signal and end between transactions.
     while sessions.join_next().await.is_some() {}
+}
+
+/// Reads the PROXY header when the listener expects one (the real client
+/// address then counts for limits, rules and logs), applies the session
+/// limits (R3), and runs the session.
+async fn admit_and_run(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<SessionContext>,
+    admission: Arc<Admission>,
+    proxy: ProxyIn,
+    id: String,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let client = match &proxy {
+        None => peer,
+        Some((version, trusted)) => {
+            let deadline = ctx.timeouts.tls_handshake;
+            match crate::proxy::read_header(&mut stream, peer, *version, trusted, deadline).await {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::info!(peer = %peer, reason = e.reason(), error = %e, "connection refused");
+                    return;
+                }
+            }
+        }
+    };
+    match admission.admit(client.ip()) {
+        Ok(slot) => {
+            session::run(stream, client, local, ctx, id, shutdown).await;
+            drop(slot);
+        }
+        Err(why) => {
+            tracing::info!(client = %client, reason = why, "connection refused");
+            refuse(stream, ctx.core.hostname.clone(), why).await;
+        }
+    }
 }
 
 async fn refuse(mut stream: TcpStream, host: String, why: &'static str) {

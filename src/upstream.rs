@@ -14,12 +14,14 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
-use crate::config::TlsPolicy;
+use crate::config::{ClientAddressForwarding, TlsPolicy};
 use crate::session::conn::Conn;
 use crate::smtp::{Reply, ReplyParser, ehlo};
 use crate::tls::{TlsInfo, UpstreamTlsContext};
@@ -41,6 +43,19 @@ pub struct Established {
     /// was negotiated): feed them to the core first.
     pub greeting: Vec<u8>,
     pub tls: Option<TlsInfo>,
+    /// `send_client_address: xclient` and the upstream offers XCLIENT: the
+    /// core sends it before the client's first EHLO.
+    pub xclient: bool,
+}
+
+/// Who the client is, for `send_client_address`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddress {
+    pub forwarding: ClientAddressForwarding,
+    /// The client's real address (after any PROXY header in).
+    pub client: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
 }
 
 /// Why no usable upstream connection could be made.
@@ -73,7 +88,7 @@ impl UpstreamFailure {
 enum TlsStep {
     /// The upstream cannot do TLS on this connection; plain is possible on
     /// the same socket (no TLS byte was exchanged).
-    NotOffered(String, Conn, Vec<u8>),
+    NotOffered(String, Conn, Vec<u8>, bool),
     /// The socket is unusable (TLS error, protocol error): under `may`,
     /// reconnect in plain.
     Broken(String),
@@ -87,10 +102,27 @@ pub async fn establish(
     tls: &UpstreamTlsContext,
     helo: &str,
     t: SetupTimeouts,
+    who: ClientAddress,
+) -> Result<Established, UpstreamFailure> {
+    let mut est = establish_tls(servers, tls, helo, t, who).await?;
+    if who.forwarding == ClientAddressForwarding::Xclient && !est.xclient {
+        tracing::warn!(upstream = %est.server, "upstream does not offer XCLIENT; it sees replyfix's address, not the client's");
+    }
+    est.xclient &= who.forwarding == ClientAddressForwarding::Xclient;
+    Ok(est)
+}
+
+async fn establish_tls(
+    servers: &[String],
+    tls: &UpstreamTlsContext,
+    helo: &str,
+    t: SetupTimeouts,
+    who: ClientAddress,
 ) -> Result<Established, UpstreamFailure> {
     let mut last = String::from("no servers configured");
+    let probe = who.forwarding == ClientAddressForwarding::Xclient;
     for server in servers {
-        let tcp = match connect_tcp(server, t.connect).await {
+        let tcp = match connect(server, t.connect, who).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(upstream = %server, error = %e, "upstream server unreachable, trying the next");
@@ -99,16 +131,34 @@ pub async fn establish(
             }
         };
         match tls.policy {
+            TlsPolicy::None if probe => {
+                let mut tcp = tcp;
+                return probe_plain(&mut tcp, helo, t)
+                    .await
+                    .map(|(greeting, xclient)| Established {
+                        xclient,
+                        ..plain(tcp, server, greeting)
+                    })
+                    .map_err(UpstreamFailure::Unreachable);
+            }
             TlsPolicy::None => return Ok(plain(tcp, server, Vec::new())),
             _ if tls.implicit => {
-                return implicit(tcp, server, tls, t)
+                let mut est = implicit(tcp, server, tls, t)
                     .await
-                    .map_err(UpstreamFailure::TlsUnavailable);
+                    .map_err(UpstreamFailure::TlsUnavailable)?;
+                if probe && let Conn::ClientTls(stream) = &mut est.conn {
+                    let (greeting, xclient) = probe_plain(stream.as_mut(), helo, t)
+                        .await
+                        .map_err(UpstreamFailure::Unreachable)?;
+                    est.greeting = greeting;
+                    est.xclient = xclient;
+                }
+                return Ok(est);
             }
             policy => match starttls(tcp, server, tls, helo, t).await {
                 Ok(est) => return Ok(est),
                 Err(TlsStep::Abort(why)) => return Err(UpstreamFailure::TlsUnavailable(why)),
-                Err(TlsStep::NotOffered(why, conn, greeting)) => {
+                Err(TlsStep::NotOffered(why, conn, greeting, xclient)) => {
                     if policy != TlsPolicy::May {
                         return Err(UpstreamFailure::TlsUnavailable(why));
                     }
@@ -118,6 +168,7 @@ pub async fn establish(
                         server: server.clone(),
                         greeting,
                         tls: None,
+                        xclient,
                     });
                 }
                 Err(TlsStep::Broken(why)) => {
@@ -126,7 +177,16 @@ pub async fn establish(
                     }
                     tracing::warn!(upstream = %server, reason = %why, "upstream TLS failed; reconnecting in plaintext (policy may)");
                     // T6: never read plaintext from a socket that saw TLS.
-                    match connect_tcp(server, t.connect).await {
+                    match connect(server, t.connect, who).await {
+                        Ok(mut tcp) if probe => {
+                            let (greeting, xclient) = probe_plain(&mut tcp, helo, t)
+                                .await
+                                .map_err(UpstreamFailure::Unreachable)?;
+                            return Ok(Established {
+                                xclient,
+                                ..plain(tcp, server, greeting)
+                            });
+                        }
                         Ok(tcp) => return Ok(plain(tcp, server, Vec::new())),
                         Err(e) => last = e,
                     }
@@ -143,7 +203,51 @@ fn plain(tcp: TcpStream, server: &str, greeting: Vec<u8>) -> Established {
         server: server.to_string(),
         greeting,
         tls: None,
+        xclient: false,
     }
+}
+
+/// Connects and, for `proxy-v1`/`proxy-v2`, sends the PROXY header first.
+async fn connect(server: &str, connect: std::time::Duration, who: ClientAddress) -> Result<TcpStream, String> {
+    let mut tcp = connect_tcp(server, connect).await?;
+    let header = match who.forwarding {
+        ClientAddressForwarding::ProxyV1 => Some(crate::proxy::encode_header(false, who.client, who.local)),
+        ClientAddressForwarding::ProxyV2 => Some(crate::proxy::encode_header(true, who.client, who.local)),
+        _ => None,
+    };
+    if let Some(h) = header {
+        tcp.write_all(&h)
+            .await
+            .map_err(|e| format!("{server}: writing the PROXY header: {e}"))?;
+    }
+    Ok(tcp)
+}
+
+/// Reads the greeting and sends replyfix's own EHLO, to learn whether the
+/// upstream offers XCLIENT. Returns the greeting's bytes (for the client)
+/// and that answer.
+async fn probe_plain<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    helo: &str,
+    t: SetupTimeouts,
+) -> Result<(Vec<u8>, bool), String> {
+    let mut parser = ReplyParser::default();
+    let mut greeting = Vec::new();
+    let (reply, extra) = read_reply(s, &mut parser, &mut greeting, t.reply).await?;
+    if extra > 0 || reply.code().get() != 220 {
+        // Let the core relay (or reject) whatever this is.
+        return Ok((greeting, false));
+    }
+    s.write_all(format!("EHLO {helo}\r\n").as_bytes())
+        .await
+        .map_err(|e| format!("write error: {e}"))?;
+    let mut scratch = Vec::new();
+    let (ehlo_reply, extra) = read_reply(s, &mut parser, &mut scratch, t.reply).await?;
+    if extra > 0 {
+        return Err("upstream sent bytes after its EHLO reply".into());
+    }
+    let xclient = ehlo_reply.code().get() == 250 && ehlo::has_capability(&ehlo_reply, "XCLIENT");
+    Ok((greeting, xclient))
 }
 
 async fn connect_tcp(server: &str, connect: Duration) -> Result<TcpStream, String> {
@@ -213,12 +317,13 @@ async fn implicit(
         server: server.to_string(),
         greeting: Vec::new(),
         tls: tls_info,
+        xclient: false,
     })
 }
 
 /// Reads exactly one reply; bytes after it are returned separately.
-async fn read_reply(
-    tcp: &mut TcpStream,
+async fn read_reply<S: AsyncRead + Unpin>(
+    tcp: &mut S,
     parser: &mut ReplyParser,
     raw: &mut Vec<u8>,
     wait: Duration,
@@ -266,6 +371,7 @@ async fn starttls(
             format!("greeting {}", reply.code()),
             Conn::Plain(tcp),
             greeting,
+            false,
         ));
     }
     let broken = |e: std::io::Error| TlsStep::Broken(format!("write error: {e}"));
@@ -286,6 +392,7 @@ async fn starttls(
             "upstream does not offer STARTTLS".into(),
             Conn::Plain(tcp),
             greeting,
+            ehlo::has_capability(&ehlo_reply, "XCLIENT"),
         ));
     }
     tcp.write_all(b"STARTTLS\r\n").await.map_err(broken)?;
@@ -306,6 +413,7 @@ async fn starttls(
                 format!("upstream refused STARTTLS with {}", tls_reply.code()),
                 Conn::Plain(tcp),
                 greeting,
+            ehlo::has_capability(&ehlo_reply, "XCLIENT"),
             ));
         }
         other => {
@@ -318,10 +426,13 @@ async fn starttls(
         .await
         .map_err(TlsStep::Broken)?;
     let tls_info = info(&conn, tls);
+    // XCLIENT as advertised before TLS (replyfix does not EHLO again).
+    let xclient = ehlo::has_capability(&ehlo_reply, "XCLIENT");
     Ok(Established {
         conn,
         server: server.to_string(),
         greeting,
         tls: tls_info,
+        xclient,
     })
 }

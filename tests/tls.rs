@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -264,84 +264,21 @@ impl<S: Read> Read for ReadHalf<'_, S> {
 
 // ------------------------------------------------------------ replyfix
 
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+/// Starts replyfix from a config file with `listener_tls` under the
+/// listener's `tls:` and `upstream_tls` under the upstream's (each may be
+/// empty), plus top-level `extra` YAML.
+fn start(upstream: SocketAddr, listener_tls: &str, upstream_tls: &str, extra: &str) -> Replyfix {
+    let mut opts = ServeOptions::default().config();
+    if !listener_tls.is_empty() {
+        opts = opts.listener(&format!("tls: {listener_tls}"));
     }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
+    if !upstream_tls.is_empty() {
+        opts = opts.upstream(&format!("tls: {upstream_tls}"));
     }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    for line in extra.lines() {
+        opts = opts.yaml(line);
     }
-}
-
-/// Starts `replyfix serve -c` with `listener_tls` (YAML under the
-/// listener's `tls:`, or empty) and `upstream_tls` (under the upstream's).
-fn start(upstream: SocketAddr, listener_tls: &str, upstream_tls: &str, extra: &str) -> Proc {
-    let dir = TempDir::new("tls");
-    for _ in 0..3 {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut yaml = format!(
-            "hostname: proxy.example.test\nlisteners:\n  - name: main\n    address: \"{addr}\"\n    upstream: up\n"
-        );
-        if !listener_tls.is_empty() {
-            yaml.push_str(&format!("    tls: {listener_tls}\n"));
-        }
-        yaml.push_str(&format!(
-            "upstreams:\n  - name: up\n    servers: [\"{upstream}\"]\n"
-        ));
-        if !upstream_tls.is_empty() {
-            yaml.push_str(&format!("    tls: {upstream_tls}\n"));
-        }
-        yaml.push_str(extra);
-        let config = dir.path().join("replyfix.yaml");
-        std::fs::write(&config, &yaml).unwrap();
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(replyfix_bin())
-            .args(["serve", "-c"])
-            .arg(&config)
-            .args(["--log-format", "json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .env_remove("RUST_LOG")
-            .spawn()
-            .expect("spawn replyfix");
-        let mut p = Proc {
-            child,
-            addr,
-            log,
-            _dir: TempDir::new("unused"),
-        };
-        let up = poll(Duration::from_secs(10), || {
-            if p.log().contains("\"listening\"") {
-                Some(true)
-            } else if let Ok(Some(_)) = p.child.try_wait() {
-                Some(false)
-            } else {
-                None
-            }
-        });
-        if up == Some(true) {
-            p._dir = dir;
-            return p;
-        }
-        eprintln!("replyfix did not start: {}\nconfig:\n{yaml}", p.log());
-    }
-    panic!("replyfix did not start");
+    Replyfix::start(upstream, opts)
 }
 
 fn tls_listener(pki: &Pki, extra: &str) -> String {
@@ -601,7 +538,7 @@ fn tls_1_1_only_client_is_refused() {
 
 // ------------------------------------------------------------ injection
 
-fn tls_client_session(rf: &Proc, after_starttls: &[u8]) -> (String, String) {
+fn tls_client_session(rf: &Replyfix, after_starttls: &[u8]) -> (String, String) {
     let mut c = SmtpClient::connect(rf.addr);
     let greeting = c.read_reply();
     assert!(greeting.starts_with("220"), "{greeting}");

@@ -197,6 +197,8 @@ enum Phase {
     /// STARTTLS accepted: nothing more is read in plaintext; the driver
     /// hands the raw stream to the TLS acceptor (T1).
     TlsGate,
+    /// XCLIENT sent before the client's first EHLO; wait for its reply.
+    XclientGate,
     /// Nothing more is read; the session is ending.
     Closing,
 }
@@ -220,6 +222,9 @@ struct Outstanding {
     silent: bool,
     /// For MAIL and RCPT: the envelope address, for the rewrite log (L3).
     address: Option<Bytes>,
+    /// For replyfix's XCLIENT: the client's EHLO/HELO line, forwarded once
+    /// the XCLIENT reply is in.
+    deferred: Option<Bytes>,
 }
 
 /// How the driver should wait for the upstream.
@@ -256,6 +261,8 @@ pub struct Core {
     need_ehlo: bool,
     /// The driver must start the client-leg handshake now.
     start_client_tls: bool,
+    /// `send_client_address: xclient`, not yet sent: the client's address.
+    xclient: Option<std::net::SocketAddr>,
     authenticated: bool,
     in_transaction: bool,
     recipients_accepted: u32,
@@ -285,6 +292,7 @@ impl Core {
             last_chunk: false,
             silent: false,
             address: None,
+            deferred: None,
         }));
         Core {
             settings,
@@ -304,6 +312,7 @@ impl Core {
             upstream_verified: false,
             need_ehlo: false,
             start_client_tls: false,
+            xclient: None,
             authenticated: false,
             in_transaction: false,
             recipients_accepted: 0,
@@ -356,7 +365,11 @@ impl Core {
     /// gates, pipeline bound, backpressure R2).
     pub fn wants_client_input(&self) -> bool {
         match self.phase {
-            Phase::DataGate | Phase::AuthGate | Phase::TlsGate | Phase::Closing => false,
+            Phase::DataGate
+            | Phase::AuthGate
+            | Phase::TlsGate
+            | Phase::XclientGate
+            | Phase::Closing => false,
             Phase::Command | Phase::Sasl => {
                 self.upstream_outstanding() < self.settings.max_pipeline
                     && self.client_buf.len() < self.settings.max_sasl_line + 2
@@ -399,6 +412,12 @@ impl Core {
     /// The client leg is TLS from the first byte (implicit TLS listener).
     pub fn set_client_tls_implicit(&mut self) {
         self.client_tls = true;
+    }
+
+    /// The upstream offers XCLIENT and the configuration asks for it: the
+    /// client's first EHLO/HELO is preceded by `XCLIENT ADDR=.. PORT=..`.
+    pub fn set_xclient(&mut self, client: std::net::SocketAddr) {
+        self.xclient = Some(client);
     }
 
     /// The upstream leg's TLS, set up by the driver before the greeting.
@@ -662,6 +681,7 @@ impl Core {
                 | Phase::DataGate
                 | Phase::AuthGate
                 | Phase::TlsGate
+                | Phase::XclientGate
                 | Phase::Closing => return,
                 Phase::Command => {
                     if self.upstream_outstanding() >= self.settings.max_pipeline {
@@ -819,6 +839,23 @@ impl Core {
             }
             Command::Ehlo | Command::Helo => {
                 self.need_ehlo = false;
+                if let Some(client) = self.xclient.take() {
+                    // The upstream learns the real client first; its reply
+                    // (a fresh 220) is for replyfix alone.
+                    let helo = line.splitn(2, |&b| b == b' ').nth(1).unwrap_or(b"");
+                    let esmtp = matches!(command, Command::Ehlo);
+                    let xclient = crate::proxy::xclient_line(client, helo, esmtp);
+                    self.to_upstream.extend_from_slice(&xclient);
+                    self.pending.push_back(Pending::Upstream(Outstanding {
+                        kind: CommandKind::Other,
+                        last_chunk: false,
+                        silent: true,
+                        address: None,
+                        deferred: Some(line),
+                    }));
+                    self.phase = Phase::XclientGate;
+                    return;
+                }
                 self.forward_line(&line);
                 self.push_upstream(command.kind(), false);
             }
@@ -951,6 +988,7 @@ impl Core {
             last_chunk,
             silent: false,
             address,
+            deferred: None,
         }));
     }
 
@@ -1035,6 +1073,20 @@ impl Core {
             }
         };
         if front.silent {
+            if let Some(line) = front.deferred {
+                if reply.code().get() != 220 {
+                    self.events.push(Event::UpstreamProtocolError(format!(
+                        "XCLIENT refused: {}",
+                        crate::smtp::escape::escape_capped(reply.raw(), 200)
+                    )));
+                }
+                let kind = classify(&line).kind();
+                self.forward_line(&line);
+                self.push_upstream(kind, false);
+                if matches!(self.phase, Phase::XclientGate) {
+                    self.phase = Phase::Command;
+                }
+            }
             self.flush_local();
             return;
         }

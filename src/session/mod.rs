@@ -28,12 +28,12 @@ use tokio_rustls::TlsAcceptor;
 
 use self::conn::{Conn, ReadOutcome};
 use self::core::{Core, CoreSettings, EndReason, Event, UpstreamWait};
-use crate::config::{Limits, Timeouts, UpstreamConfig};
+use crate::config::{ClientAddressForwarding, Limits, Timeouts, UpstreamConfig};
 use crate::logging::AddressLog;
 use crate::rules::RuleSet;
 use crate::smtp::escape::escape;
 use crate::tls::{ServerTls, TlsInfo, UpstreamTlsContext};
-use crate::upstream::{self, SetupTimeouts, UpstreamFailure};
+use crate::upstream::{self, ClientAddress, SetupTimeouts, UpstreamFailure};
 
 /// What every session of one listener shares.
 pub struct SessionContext {
@@ -52,6 +52,8 @@ pub struct SessionContext {
     pub upstream_tls: UpstreamTlsContext,
     /// The name replyfix sends in its own EHLO to the upstream.
     pub helo: String,
+    /// How the upstream learns the client's address.
+    pub forwarding: ClientAddressForwarding,
 }
 
 /// TLS facts for the session log line.
@@ -63,9 +65,12 @@ struct LegTls {
 
 /// Runs one session to its end. Never panics: a panic inside the core ends
 /// this session with `451 4.3.0` (F4).
+/// `peer` is the client's real address (after a PROXY header, if any);
+/// `local` the address it connected to.
 pub async fn run(
     client: TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     ctx: Arc<SessionContext>,
     id: String,
     mut shutdown: watch::Receiver<bool>,
@@ -108,12 +113,21 @@ pub async fn run(
         reply: ctx.timeouts.upstream_reply,
         handshake: ctx.timeouts.tls_handshake,
     };
+    let who = ClientAddress {
+        forwarding: ctx.forwarding,
+        client: peer,
+        local,
+    };
     let established =
-        upstream::establish(&ctx.upstream.servers, &ctx.upstream_tls, &ctx.helo, setup).await;
+        upstream::establish(&ctx.upstream.servers, &ctx.upstream_tls, &ctx.helo, setup, who)
+            .await;
     let (mut upstream, server) = match established {
         Ok(est) => {
             let verified = est.tls.as_ref().is_some_and(|t| t.verified);
             core.set_upstream_tls(est.tls.is_some(), verified);
+            if est.xclient {
+                core.set_xclient(peer);
+            }
             tls.upstream = est.tls;
             if !est.greeting.is_empty() {
                 stats.from_upstream += est.greeting.len() as u64;

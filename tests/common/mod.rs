@@ -186,6 +186,10 @@ pub struct ServeOptions {
     /// More top-level YAML for the config file (e.g. `bare_line_endings:
     /// sanitize`).
     pub extra_yaml: String,
+    /// More keys for the listener entry (e.g. `tls: {...}`), one per line.
+    pub listener_yaml: String,
+    /// More keys for the upstream entry (e.g. `tls: {...}`), one per line.
+    pub upstream_yaml: String,
 }
 
 impl ServeOptions {
@@ -213,6 +217,20 @@ impl ServeOptions {
         self
     }
 
+    /// Start from a config file with this key under the listener entry.
+    pub fn listener(mut self, line: &str) -> Self {
+        self.config = true;
+        self.listener_yaml.push_str(&format!("    {line}\n"));
+        self
+    }
+
+    /// Start from a config file with this key under the upstream entry.
+    pub fn upstream(mut self, line: &str) -> Self {
+        self.config = true;
+        self.upstream_yaml.push_str(&format!("    {line}\n"));
+        self
+    }
+
     /// Start from a config file with these short timeouts.
     pub fn timeouts(mut self, secs: u64) -> Self {
         self.config = true;
@@ -225,8 +243,9 @@ impl ServeOptions {
 pub fn config_yaml(listen: SocketAddr, upstream: SocketAddr, opts: &ServeOptions) -> String {
     let mut yaml = format!(
         "hostname: {PROXY_HOSTNAME}\n\
-         listeners:\n  - name: main\n    address: \"{listen}\"\n    upstream: up\n\
-         upstreams:\n  - name: up\n    servers: [\"{upstream}\"]\n"
+         listeners:\n  - name: main\n    address: \"{listen}\"\n    upstream: up\n{}\
+         upstreams:\n  - name: up\n    servers: [\"{upstream}\"]\n{}",
+        opts.listener_yaml, opts.upstream_yaml
     );
     if let Some(secs) = opts.timeouts_secs {
         yaml.push_str(&format!(
@@ -379,6 +398,16 @@ impl Replyfix {
     }
 
     /// A scratch directory that lives as long as this process handle.
+    /// The exit status, once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The process id (to send signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
