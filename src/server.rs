@@ -24,6 +24,7 @@ use crate::rules::RuleSet;
 use crate::session::core::CoreSettings;
 use crate::session::{self, SessionContext};
 use crate::smtp::ReplyLimits;
+use crate::tls::{ServerTls, UpstreamTlsContext};
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,16 @@ pub enum ServeError {
     },
     #[error("listener '{listener}' names upstream '{upstream}', which is not configured")]
     UnknownUpstream { listener: String, upstream: String },
+    #[error("listener '{name}': TLS: {source}")]
+    ListenerTls {
+        name: String,
+        source: crate::tls::TlsError,
+    },
+    #[error("upstream '{name}': TLS: {source}")]
+    UpstreamTls {
+        name: String,
+        source: crate::tls::TlsError,
+    },
 }
 
 /// Where rules come from, so SIGHUP can read them again (F5).
@@ -140,6 +151,8 @@ impl Admission {
 pub struct Server {
     pub addresses: Vec<(String, SocketAddr)>,
     pub rules: Arc<ArcSwap<RuleSet>>,
+    /// Each TLS listener's certificate, for reloads.
+    certificates: Vec<(String, Arc<ServerTls>)>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     drain: Duration,
@@ -159,6 +172,7 @@ impl Server {
         let ids = Arc::new(AtomicU64::new(session_id_seed()));
         let mut tasks = JoinSet::new();
         let mut addresses = Vec::new();
+        let mut certificates = Vec::new();
         for l in &config.listeners {
             let upstream = config
                 .upstreams
@@ -168,6 +182,29 @@ impl Server {
                     listener: l.name.clone(),
                     upstream: l.upstream.clone(),
                 })?;
+            let server_tls = match &l.tls {
+                Some(t) => {
+                    let loaded = ServerTls::load(&t.cert, &t.key).map_err(|source| {
+                        ServeError::ListenerTls {
+                            name: l.name.clone(),
+                            source,
+                        }
+                    })?;
+                    let loaded = Arc::new(loaded);
+                    certificates.push((l.name.clone(), loaded.clone()));
+                    Some(loaded)
+                }
+                None => None,
+            };
+            let upstream_tls = UpstreamTlsContext::new(&upstream.tls).map_err(|source| {
+                ServeError::UpstreamTls {
+                    name: upstream.name.clone(),
+                    source,
+                }
+            })?;
+            let mut core = core_settings(config, &l.name, &upstream.name);
+            core.tls_offered = server_tls.is_some() && !l.tls.as_ref().is_some_and(|t| t.implicit);
+            core.require_tls = l.tls.as_ref().is_some_and(|t| t.require_tls);
             let listener =
                 TcpListener::bind(l.address)
                     .await
@@ -183,12 +220,19 @@ impl Server {
                 upstream: upstream.clone(),
                 timeouts: config.timeouts.clone(),
                 limits: config.limits.clone(),
-                core: core_settings(config, &l.name, &upstream.name),
+                core,
                 rules: rules.clone(),
                 addresses: AddressLog::new(
                     config.logging.log_addresses,
                     config.logging.hash_key.as_deref(),
                 ),
+                implicit_tls: l.tls.as_ref().is_some_and(|t| t.implicit),
+                server_tls,
+                upstream_tls,
+                helo: upstream
+                    .helo_name
+                    .clone()
+                    .unwrap_or_else(|| config.hostname.clone()),
             });
             tracing::info!(listener = %l.name, address = %bound, upstream = %upstream.name, "listening");
             tasks.spawn(accept_loop(
@@ -202,6 +246,7 @@ impl Server {
         Ok(Server {
             addresses,
             rules,
+            certificates,
             shutdown,
             tasks,
             drain: config.timeouts.drain,
@@ -211,6 +256,22 @@ impl Server {
     /// Replaces the rules for new transactions (F5).
     pub fn swap_rules(&self, rules: RuleSet) {
         self.rules.store(Arc::new(rules));
+    }
+
+    /// Reads every listener's certificate again; a broken file keeps the
+    /// previous certificate (logged). Handshakes in flight are not touched.
+    pub fn reload_certificates(&self) -> usize {
+        let mut failed = 0;
+        for (name, tls) in &self.certificates {
+            match tls.reload() {
+                Ok(()) => tracing::info!(listener = %name, "certificate reloaded"),
+                Err(e) => {
+                    failed += 1;
+                    tracing::error!(listener = %name, error = %e, "certificate reload failed; the previous certificate stays in use");
+                }
+            }
+        }
+        failed
     }
 
     /// Stops accepting, lets sessions finish within the drain timeout (F6).
@@ -255,6 +316,8 @@ pub fn core_settings(config: &Config, listener: &str, upstream: &str) -> CoreSet
             max_reply: l.max_reply,
             ..ReplyLimits::default()
         },
+        tls_offered: false,
+        require_tls: false,
     }
 }
 
