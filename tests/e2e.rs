@@ -1,6 +1,8 @@
 //! End-to-end tests with real SMTP peers around the real `replyfix` binary:
 //! swaks and Python's smtplib as clients, Postfix's smtp-sink as upstream
-//! (dumping each message to a file) and smtp-source as a load client.
+//! (dumping each message to a file) and smtp-source as a load client; the
+//! client-leg TLS tests use a certificate made with `openssl` and swaks'
+//! STARTTLS and TLS-on-connect.
 //!
 //! smtp-sink's dump holds the message un-dot-stuffed with LF line ends (see
 //! `man smtp-sink`, DUMP FILE FORMAT), so byte exactness against it is
@@ -449,4 +451,147 @@ fn smtp_source_100_messages_in_5_parallel_sessions_all_reach_smtp_sink() {
         })
         .sum();
     assert_eq!(transactions, 100);
+}
+
+// ------------------------------------------------------------ TLS on the client leg
+
+/// replyfix in front of `upstream` with a fresh test certificate on the
+/// client leg (`extra` adds flags, e.g. `--implicit-tls`).
+fn tls_replyfix(
+    openssl: &Path,
+    dir: &TempDir,
+    upstream: std::net::SocketAddr,
+    extra: &[&str],
+) -> Replyfix {
+    let (cert, key) = common::test_certificate(openssl, dir.path());
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().expect("utf-8 path"),
+        "--tls-key",
+        key.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    Replyfix::start(upstream, ServeOptions::default().args(&args))
+}
+
+#[test]
+fn swaks_starttls_session_through_replyfix_delivers_intact_to_smtp_sink() {
+    // T1/T3: replyfix answers STARTTLS itself; after TLS the client says
+    // EHLO again and STARTTLS is no longer offered.
+    let (Some(swaks_bin), Some(sink_bin), Some(openssl)) =
+        (tool("swaks"), tool("smtp-sink"), tool("openssl"))
+    else {
+        return;
+    };
+    let dir = TempDir::new("tls");
+    let sink = SmtpSink::start(&sink_bin, &[]);
+    let rf = tls_replyfix(&openssl, &dir, sink.addr, &[]);
+    let message = test_message(512 << 10, 17);
+    let file = message_file(&dir, "msg.eml", &message);
+    let out = swaks(
+        &swaks_bin,
+        &rf,
+        &[
+            "--tls",
+            "--from",
+            "sender@example.test",
+            "--to",
+            "rcpt@example.net",
+            "--data",
+            file.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    let (plain, tls) = transcript
+        .split_once("=== TLS started")
+        .unwrap_or_else(|| panic!("no TLS in the session:\n{}", text(&out)));
+    assert!(
+        plain.contains("<-  250-STARTTLS\n") || plain.contains("<-  250 STARTTLS\n"),
+        "STARTTLS offered before TLS:\n{transcript}"
+    );
+    assert!(
+        plain.ends_with("<-  220 2.0.0 Ready to start TLS\n"),
+        "{transcript}"
+    );
+    assert!(
+        tls.contains(" ~> EHLO client.example.test\n"),
+        "{transcript}"
+    );
+    assert!(
+        !tls.contains("STARTTLS"),
+        "STARTTLS offered inside TLS:\n{transcript}"
+    );
+    assert!(tls.contains("<~  250 2.0.0 Ok\n"), "{transcript}");
+    let got = only_dump(&sink);
+    assert_eq!(sha256_hex(&got), sha256_hex(&sink_expected_dump(&message)));
+    let closed = rf.wait_for_record("session closed");
+    // The protocol version and cipher suite, e.g. "TLSv1_3 TLS13_...".
+    assert!(
+        common::field(&closed, "client_tls").is_some_and(|t| t.starts_with("TLSv1_")),
+        "{closed}"
+    );
+}
+
+#[test]
+fn swaks_implicit_tls_session_through_replyfix_delivers_intact_to_smtp_sink() {
+    let (Some(swaks_bin), Some(sink_bin), Some(openssl)) =
+        (tool("swaks"), tool("smtp-sink"), tool("openssl"))
+    else {
+        return;
+    };
+    let dir = TempDir::new("tls");
+    let sink = SmtpSink::start(&sink_bin, &[]);
+    let rf = tls_replyfix(&openssl, &dir, sink.addr, &["--implicit-tls"]);
+    let message = test_message(64 << 10, 19);
+    let file = message_file(&dir, "msg.eml", &message);
+    let out = swaks(
+        &swaks_bin,
+        &rf,
+        &[
+            "--tls-on-connect",
+            "--from",
+            "sender@example.test",
+            "--to",
+            "rcpt@example.net",
+            "--data",
+            file.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        transcript.contains("<~  220 smtp-sink ESMTP\n"),
+        "greeting over TLS:\n{transcript}"
+    );
+    assert!(!transcript.contains("STARTTLS"), "{transcript}");
+    let got = only_dump(&sink);
+    assert_eq!(sha256_hex(&got), sha256_hex(&sink_expected_dump(&message)));
+}
+
+#[test]
+fn command_pipelined_after_starttls_is_injection_and_closes_without_220() {
+    // T1, CVE-2011-0411: bytes after the STARTTLS line, before the
+    // handshake, close the session; no 220, and the injected command never
+    // reaches the upstream.
+    let Some(openssl) = tool("openssl") else {
+        return;
+    };
+    let dir = TempDir::new("tls");
+    let up = FakeUpstream::start();
+    let rf = tls_replyfix(&openssl, &dir, up.addr, &[]);
+    let mut c = rf.connect();
+    assert!(c.read_reply().starts_with("220 "));
+    assert!(c.cmd("EHLO client.example.test").starts_with("250"));
+    c.send(b"STARTTLS\r\nRSET\r\n");
+    assert_eq!(c.read_to_close(), "");
+    rf.wait_for_record("session closed");
+    assert!(
+        !up.recorded()
+            .commands()
+            .iter()
+            .any(|c| c == "RSET" || c == "STARTTLS"),
+        "{:?}",
+        up.recorded().commands()
+    );
 }

@@ -1801,7 +1801,10 @@ mod tests {
     fn starttls_is_offered_when_a_certificate_is_configured_t1() {
         let mut s = tls_session(false);
         let (c, _) = s.take();
-        assert!(c.ends_with("250-up\r\n250-AUTH PLAIN\r\n250-8BITMIME\r\n250 STARTTLS\r\n"), "{c}");
+        assert!(
+            c.ends_with("250-up\r\n250-AUTH PLAIN\r\n250-8BITMIME\r\n250 STARTTLS\r\n"),
+            "{c}"
+        );
     }
 
     #[test]
@@ -1854,7 +1857,11 @@ mod tests {
         s.client(b"EHLO c\r\n");
         assert_eq!(s.take().1, "EHLO c\r\n");
         s.upstream(b"250-up\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n");
-        assert_eq!(s.take().0, "250-up\r\n250 AUTH PLAIN\r\n", "no STARTTLS inside TLS");
+        assert_eq!(
+            s.take().0,
+            "250-up\r\n250 AUTH PLAIN\r\n",
+            "no STARTTLS inside TLS"
+        );
         s.client(b"STARTTLS\r\n");
         assert_eq!(s.take().0, "554 5.5.1 Error: TLS already active\r\n");
     }
@@ -1895,6 +1902,9 @@ mod tests {
         assert!(s.core.client_tls());
         s.upstream(b"220 up\r\n");
         s.client(b"STARTTLS\r\n");
-        assert_eq!(s.take().0, "220 up\r\n554 5.5.1 Error: TLS already active\r\n");
+        assert_eq!(
+            s.take().0,
+            "220 up\r\n554 5.5.1 Error: TLS already active\r\n"
+        );
     }
 }
