@@ -1341,43 +1341,6 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r
     out
 }
 
-// ---------------------------------------------------------------- TLS
-
-/// A self-signed P-256 certificate for `localhost` and 127.0.0.1, made
-/// with `openssl` in `dir`; returns (certificate, key) PEM paths.
-pub fn test_certificate(openssl: &Path, dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let out = run_bounded(
-        Command::new(openssl).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            key.to_str().expect("utf-8 path"),
-            "-out",
-            cert.to_str().expect("utf-8 path"),
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
 // ---------------------------------------------------------------- processes
 
 /// Runs `cmd` to completion, killing it after `timeout`; panics on timeout.
