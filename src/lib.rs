@@ -12,10 +12,10 @@
 pub mod config;
 pub mod explain;
 pub mod logging;
+pub mod proxy;
 pub mod rules;
 pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod tls;
 pub mod upstream;
-pub mod proxy;

@@ -113,7 +113,10 @@ fn proxy_v1_from_a_trusted_peer_gives_the_real_client_address_to_the_upstream() 
     assert!(c.cmd("EHLO client.test").starts_with("250"));
     c.cmd("QUIT");
     let s = wait_seen(&seen, |s| !s.proxied.is_empty());
-    assert_eq!(s.proxied, vec!["192.0.2.7:40000".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        s.proxied,
+        vec!["192.0.2.7:40000".parse::<SocketAddr>().unwrap()]
+    );
     let closed = rf.wait_for_record("session closed");
     assert_eq!(field(&closed, "client").as_deref(), Some("192.0.2.7:40000"));
 }
@@ -149,7 +152,10 @@ fn proxy_header_from_an_untrusted_peer_is_closed_without_a_greeting() {
     c.send_lenient(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n");
     assert_eq!(c.read_to_close(), "");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(seen.lock().unwrap().lines.is_empty(), "no upstream connection");
+    assert!(
+        seen.lock().unwrap().lines.is_empty(),
+        "no upstream connection"
+    );
 }
 
 #[test]
@@ -216,7 +222,10 @@ fn proxy_v2_and_a_tls_client_hello_in_one_packet_work_with_implicit_tls() {
     assert!(greeting.starts_with("220 upstream.test"), "{greeting}");
     tls.write_all(b"QUIT\r\n").unwrap();
     let closed = rf.wait_for_record("session closed");
-    assert_eq!(field(&closed, "client").as_deref(), Some("198.51.100.9:6000"));
+    assert_eq!(
+        field(&closed, "client").as_deref(),
+        Some("198.51.100.9:6000")
+    );
     drop(seen);
 }
 
@@ -232,7 +241,10 @@ fn xclient_tells_the_upstream_the_client_address_before_the_first_ehlo() {
     let local_port = c.try_clone_writer().local_addr().unwrap().port();
     let ehlo = c.cmd("EHLO client.test");
     assert!(ehlo.starts_with("250-upstream.test"), "{ehlo}");
-    assert!(!ehlo.contains("XCLIENT"), "XCLIENT is never offered to clients: {ehlo}");
+    assert!(
+        !ehlo.contains("XCLIENT"),
+        "XCLIENT is never offered to clients: {ehlo}"
+    );
     assert!(c.cmd("MAIL FROM:<a@example.com>").starts_with("250"));
     c.cmd("QUIT");
     let s = wait_seen(&seen, |s| s.lines.iter().any(|l| l == "QUIT"));
@@ -318,7 +330,10 @@ fn sighup_reloads_rules_for_the_next_transaction_and_an_invalid_file_changes_not
     assert!(c.cmd("RCPT TO:<c@y>").starts_with("550 5.1.1"));
     assert!(c.cmd("RSET").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<a@x>").starts_with("250"));
-    assert!(c.cmd("RCPT TO:<b@y>").starts_with("554 5.7.1"), "next transaction uses v2");
+    assert!(
+        c.cmd("RCPT TO:<b@y>").starts_with("554 5.7.1"),
+        "next transaction uses v2"
+    );
 
     // An invalid file changes nothing.
     std::fs::write(&rules, "rules:\n  - id: broken\n    when: {code: 530}\n    then: {remap: {code: 250, enhanced: 2.0.0}}\n").unwrap();
@@ -333,7 +348,10 @@ fn sighup_reloads_rules_for_the_next_transaction_and_an_invalid_file_changes_not
 #[test]
 fn sigterm_closes_idle_sessions_with_421_and_lets_a_transaction_finish_f6() {
     let up = FakeUpstream::start();
-    let mut rf = Replyfix::start(up.addr, ServeOptions::default().yaml("timeouts:\n  drain: 5s"));
+    let mut rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml("timeouts:\n  drain: 5s"),
+    );
     let (mut idle, _) = rf.connect_greeted();
     idle.cmd("EHLO idle.test");
     let (mut busy, _) = rf.connect_greeted();
@@ -360,5 +378,9 @@ fn sigterm_closes_idle_sessions_with_421_and_lets_a_transaction_finish_f6() {
         "421 4.3.2 proxy.example.test service shutting down\r\n"
     );
     let exited = poll(Duration::from_secs(7), || rf.exit_status());
-    assert_eq!(exited.map(|s| s.success()), Some(true), "exit 0 within drain");
+    assert_eq!(
+        exited.map(|s| s.success()),
+        Some(true),
+        "exit 0 within drain"
+    );
 }

@@ -118,9 +118,14 @@ pub async fn run(
         client: peer,
         local,
     };
-    let established =
-        upstream::establish(&ctx.upstream.servers, &ctx.upstream_tls, &ctx.helo, setup, who)
-            .await;
+    let established = upstream::establish(
+        &ctx.upstream.servers,
+        &ctx.upstream_tls,
+        &ctx.helo,
+        setup,
+        who,
+    )
+    .await;
     let (mut upstream, server) = match established {
         Ok(est) => {
             let verified = est.tls.as_ref().is_some_and(|t| t.verified);
