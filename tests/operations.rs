@@ -384,3 +384,34 @@ fn sigterm_closes_idle_sessions_with_421_and_lets_a_transaction_finish_f6() {
         "exit 0 within drain"
     );
 }
+
+#[test]
+fn a_command_trickled_byte_by_byte_is_cut_at_the_whole_command_deadline_r3() {
+    let up = FakeUpstream::start();
+    let rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml("timeouts:\n  command: 2s\n  client_idle: 30s"),
+    );
+    let (mut c, _) = rf.connect_greeted();
+    let started = std::time::Instant::now();
+    let mut reply = String::new();
+    // One byte every 300 ms: each byte alone would reset an idle timer.
+    for b in b"EHLO slow.client.example.with.a.long.name\r\n" {
+        c.send_lenient(&[*b]);
+        std::thread::sleep(Duration::from_millis(300));
+        c.set_read_timeout(Duration::from_millis(10));
+        if let Ok(Some(r)) = c.try_read_reply() {
+            reply = r;
+            break;
+        }
+    }
+    assert_eq!(
+        reply,
+        "421 4.4.2 proxy.example.test Error: timeout exceeded\r\n"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}

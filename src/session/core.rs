@@ -394,6 +394,12 @@ impl Core {
         wait
     }
 
+    /// True while part of a command line (or SASL line) has arrived and its
+    /// end has not: the driver's whole-command deadline runs (R3).
+    pub fn has_partial_line(&self) -> bool {
+        matches!(self.phase, Phase::Command | Phase::Sasl) && !self.client_buf.is_empty()
+    }
+
     /// True while a message is being transferred (content or a BDAT chunk):
     /// the driver applies the minimum data rate then.
     pub fn in_content(&self) -> bool {

@@ -158,6 +158,9 @@ pub async fn run(
     let mut client_deadline = Instant::now() + ctx.timeouts.client_idle;
     let lifetime_end = Instant::now() + ctx.limits.max_session_lifetime;
     let mut content_started: Option<(Instant, u64)> = None;
+    // R3: a command line must arrive whole within `timeouts.command`, however
+    // slowly its bytes trickle in.
+    let mut partial_since: Option<Instant> = None;
     let mut shutting_down = *shutdown.borrow();
 
     let reason = loop {
@@ -221,8 +224,18 @@ pub async fn run(
             (w, _) => Some((w, Instant::now() + reply_timeout(&ctx, w))),
         };
         let read_client = core.wants_client_input();
-        let client_timer = read_client && wait == UpstreamWait::Idle || core.in_content();
-        let next_client_deadline = client_deadline.min(lifetime_end);
+        let client_timer = read_client && wait == UpstreamWait::Idle
+            || core.in_content()
+            || partial_since.is_some();
+        partial_since = match (core.has_partial_line(), partial_since) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+        };
+        let mut next_client_deadline = client_deadline.min(lifetime_end);
+        if let Some(t) = partial_since {
+            next_client_deadline = next_client_deadline.min(t + ctx.timeouts.command);
+        }
         let far = Instant::now() + Duration::from_secs(86400);
         let read_upstream = upstream.is_open();
 
