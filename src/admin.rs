@@ -65,6 +65,12 @@ pub enum AdminError {
 /// Not ready while draining (F6) or while every configured upstream is
 /// known unreachable. An upstream counts as reachable until told otherwise,
 /// so a fresh process is ready before its first session.
+///
+/// Whoever marks upstreams unreachable must also mark them reachable again
+/// without waiting for client sessions: an instance that is not ready gets
+/// no new connections from its load balancer, so session outcomes alone
+/// would keep it out for good. Re-check unreachable upstreams in the
+/// background (a TCP connect every few seconds) or let the mark expire.
 #[derive(Debug)]
 pub struct Readiness {
     draining: AtomicBool,
