@@ -9,9 +9,11 @@
 //! driver), [`server`] accepts connections.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod explain;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod rules;
 pub mod server;
