@@ -32,6 +32,35 @@ enum FormatArg {
     Json,
 }
 
+/// `replyfix serve` arguments.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (YAML).
+    #[arg(short, long, conflicts_with_all = ["listen", "upstream"])]
+    config: Option<PathBuf>,
+    /// Quick start: address to listen on (repeatable), e.g. 127.0.0.1:2525.
+    #[arg(long, requires = "upstream")]
+    listen: Vec<SocketAddr>,
+    /// Quick start: upstream server HOST:PORT (repeat for failover order).
+    #[arg(long, requires = "listen")]
+    upstream: Vec<String>,
+    /// Quick start: rule file or folder instead of the built-in rules.
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    /// Log format (overrides the configuration).
+    #[arg(long, value_enum)]
+    log_format: Option<FormatArg>,
+    /// Report what rules would change without changing it.
+    #[arg(long)]
+    shadow: bool,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g.
+    /// 127.0.0.1:9725); overrides the configuration's `admin.listen`.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    #[command(flatten)]
+    tls: QuickTls,
+}
+
 /// Quick-start TLS flags, mirroring the configuration (without `-c`).
 #[derive(clap::Args)]
 struct QuickTls {
@@ -66,28 +95,7 @@ enum PolicyArg {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the proxy.
-    Serve {
-        /// Configuration file (YAML).
-        #[arg(short, long, conflicts_with_all = ["listen", "upstream"])]
-        config: Option<PathBuf>,
-        /// Quick start: address to listen on (repeatable), e.g. 127.0.0.1:2525.
-        #[arg(long, requires = "upstream")]
-        listen: Vec<SocketAddr>,
-        /// Quick start: upstream server HOST:PORT (repeat for failover order).
-        #[arg(long, requires = "listen")]
-        upstream: Vec<String>,
-        /// Quick start: rule file or folder instead of the built-in rules.
-        #[arg(long)]
-        rules: Vec<PathBuf>,
-        /// Log format (overrides the configuration).
-        #[arg(long, value_enum)]
-        log_format: Option<FormatArg>,
-        /// Report what rules would change without changing it.
-        #[arg(long)]
-        shadow: bool,
-        #[command(flatten)]
-        tls: QuickTls,
-    },
+    Serve(ServeArgs),
     /// Validate a configuration and its rules; print a summary.
     Check {
         /// Configuration file; without it, only rules are checked.
@@ -131,15 +139,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Serve {
-            config,
-            listen,
-            upstream,
-            rules,
-            log_format,
-            shadow,
-            tls,
-        } => serve(config, listen, upstream, rules, log_format, shadow, tls),
+        Cmd::Serve(args) => serve(args),
         Cmd::Check { config, rules } => check(config, rules),
         Cmd::Explain {
             rules,
@@ -189,15 +189,17 @@ fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
     }
 }
 
-fn serve(
-    config: Option<PathBuf>,
-    listen: Vec<SocketAddr>,
-    upstream: Vec<String>,
-    rules: Vec<PathBuf>,
-    log_format: Option<FormatArg>,
-    shadow: bool,
-    tls: QuickTls,
-) -> Result<ExitCode> {
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let ServeArgs {
+        config,
+        listen,
+        upstream,
+        rules,
+        log_format,
+        shadow,
+        admin,
+        tls,
+    } = args;
     let mut config = match config {
         Some(path) => Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None if !listen.is_empty() => {
@@ -215,6 +217,9 @@ fn serve(
     if shadow {
         config.mode = replyfix::config::Mode::Shadow;
     }
+    if let Some(listen) = admin {
+        config.admin = Some(replyfix::config::AdminConfig { listen });
+    }
     let format = log_format.map(|f| match f {
         FormatArg::Text => LogFormat::Text,
         FormatArg::Json => LogFormat::Json,
@@ -230,8 +235,11 @@ fn serve(
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         tracing::info!(rules_version = %rules.version(), rules = rules.len(), mode = ?config.mode, "replyfix starting");
-        let server = Server::start(&config, rules).await?;
-        run_until_signal(&server, &source).await;
+        let mut server = Server::start(&config, rules).await?;
+        if run_until_signal(&server, &source).await == Stop::Interrupt {
+            // Ctrl-C in a terminal: the same drain, shorter.
+            server.limit_drain(std::time::Duration::from_secs(5));
+        }
         server.shutdown().await;
         tracing::info!("replyfix stopped");
         Ok::<_, anyhow::Error>(())
@@ -263,9 +271,15 @@ fn apply_quick_tls(config: &mut Config, tls: QuickTls) {
     }
 }
 
-/// Waits for SIGTERM/SIGINT; reloads rules on SIGHUP (F5: invalid rules
-/// change nothing).
-async fn run_until_signal(server: &Server, source: &RulesSource) {
+#[derive(PartialEq, Eq)]
+enum Stop {
+    Terminate,
+    Interrupt,
+}
+
+/// Waits for SIGTERM/SIGINT; reloads rules and certificates on SIGHUP (F5:
+/// invalid rules change nothing).
+async fn run_until_signal(server: &Server, source: &RulesSource) -> Stop {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -273,13 +287,12 @@ async fn run_until_signal(server: &Server, source: &RulesSource) {
         signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
+        return std::future::pending::<Stop>().await;
     };
     loop {
         tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: draining"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT: draining"); return; }
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); return Stop::Terminate; }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); return Stop::Interrupt; }
             _ = hup.recv() => {
                 server.reload_certificates();
                 match source.load() {
@@ -287,7 +300,10 @@ async fn run_until_signal(server: &Server, source: &RulesSource) {
                         tracing::info!(rules_version = %rules.version(), rules = rules.len(), "rules reloaded");
                         server.swap_rules(rules);
                     }
-                    Err(e) => tracing::error!(errors = %e, "rules reload failed; the previous rules stay in force"),
+                    Err(e) => {
+                        server.metrics.rules_reload_failed();
+                        tracing::error!(errors = %e, "rules reload failed; the previous rules stay in force");
+                    }
                 }
             }
         }

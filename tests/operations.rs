@@ -415,3 +415,68 @@ fn a_command_trickled_byte_by_byte_is_cut_at_the_whole_command_deadline_r3() {
         "{took:?}"
     );
 }
+
+/// A plain HTTP GET on the admin endpoint: (status line, body).
+fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text.lines().next().unwrap_or("").to_string();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn metrics_count_a_rewrite_by_rule_and_readyz_turns_503_while_draining_f6() {
+    let up = FakeUpstream::with_script(|line| {
+        if line.starts_with("RCPT") {
+            Step::reply("530 5.7.1 User unknown in virtual mailbox table")
+        } else {
+            Step::Default
+        }
+    });
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default()
+            .yaml(&format!("admin:\n  listen: \"{admin}\""))
+            .yaml("timeouts:\n  drain: 4s"),
+    );
+    assert_eq!(http_get(admin, "/healthz").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(admin, "/readyz").0, "HTTP/1.1 200 OK");
+    let (mut c, _) = rf.connect_greeted();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@x>");
+    assert!(c.cmd("RCPT TO:<typo@y>").starts_with("550 5.1.1"));
+    let (status, body) = http_get(admin, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let rewrite = body
+        .lines()
+        .find(|l| l.starts_with("replyfix_rewrites_total{") && l.contains("original_code=\"530\""))
+        .unwrap_or_else(|| panic!("no rewrite sample in:\n{body}"));
+    assert!(rewrite.contains("new_code=\"550\""), "{rewrite}");
+    assert!(rewrite.contains("mode=\"enforce\""), "{rewrite}");
+    assert!(rewrite.ends_with(" 1"), "{rewrite}");
+    assert!(
+        body.contains("replyfix_sessions_active{listener=\"main\"} 1"),
+        "{body}"
+    );
+
+    // A transaction is open: the drain waits for it while /readyz says 503.
+    signal(rf.pid(), "-TERM");
+    let draining = poll(Duration::from_secs(3), || {
+        (http_get(admin, "/readyz").0 == "HTTP/1.1 503 Service Unavailable").then_some(())
+    });
+    assert!(draining.is_some(), "readyz did not turn 503");
+    // The drain deadline ends the open transaction with 421 4.3.2.
+    c.set_read_timeout(Duration::from_secs(8));
+    assert_eq!(
+        c.read_reply(),
+        "421 4.3.2 proxy.example.test service shutting down\r\n"
+    );
+    let exited = poll(Duration::from_secs(8), || rf.exit_status());
+    assert_eq!(exited.map(|s| s.success()), Some(true));
+}

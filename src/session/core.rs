@@ -167,6 +167,8 @@ pub enum Event {
     Auth { mechanism: String, success: bool },
     /// A transaction ended with the upstream's reply to its end of data.
     Transaction { accepted: bool, recipients: u32 },
+    /// The upstream answered a command (for metrics: context and code).
+    Reply { context: CommandKind, code: u16 },
 }
 
 /// What the client's bytes mean right now. One enum, not a set of flags.
@@ -1122,6 +1124,10 @@ impl Core {
             self.finish(EndReason::ClientProtocol);
             return;
         }
+        self.events.push(Event::Reply {
+            context: front.kind,
+            code,
+        });
         let to_send = self.judge_and_edit(&front, reply);
         let success = code < 400;
         self.to_client.extend_from_slice(to_send.raw());

@@ -28,8 +28,10 @@ use tokio_rustls::TlsAcceptor;
 
 use self::conn::{Conn, ReadOutcome};
 use self::core::{Core, CoreSettings, EndReason, Event, UpstreamWait};
+use crate::admin::Readiness;
 use crate::config::{ClientAddressForwarding, Limits, Timeouts, UpstreamConfig};
 use crate::logging::AddressLog;
+use crate::metrics::{Metrics, TlsLeg};
 use crate::rules::RuleSet;
 use crate::smtp::escape::escape;
 use crate::tls::{ServerTls, TlsInfo, UpstreamTlsContext};
@@ -54,6 +56,18 @@ pub struct SessionContext {
     pub helo: String,
     /// How the upstream learns the client's address.
     pub forwarding: ClientAddressForwarding,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// The server's stop signal, as sessions see it (F6).
+pub mod stop {
+    /// Serving.
+    pub const RUNNING: u8 = 0;
+    /// Stop accepting; end sessions between transactions.
+    pub const DRAIN: u8 = 1;
+    /// The drain deadline passed: end every session now.
+    pub const FORCE: u8 = 2;
 }
 
 /// TLS facts for the session log line.
@@ -73,9 +87,10 @@ pub async fn run(
     local: SocketAddr,
     ctx: Arc<SessionContext>,
     id: String,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<u8>,
 ) {
     let started = Instant::now();
+    ctx.metrics.session_started(&ctx.listener);
     let _ = client.set_nodelay(true);
     let mut settings = ctx.core.clone();
     settings.client = Some(peer.ip());
@@ -118,6 +133,7 @@ pub async fn run(
         client: peer,
         local,
     };
+    let connect_started = Instant::now();
     let established = upstream::establish(
         &ctx.upstream.servers,
         &ctx.upstream_tls,
@@ -126,8 +142,16 @@ pub async fn run(
         who,
     )
     .await;
+    let connect_secs = connect_started.elapsed().as_secs_f64();
     let (mut upstream, server) = match established {
         Ok(est) => {
+            ctx.metrics
+                .upstream_connect(&ctx.upstream.name, true, connect_secs);
+            ctx.readiness
+                .set_upstream_reachable(&ctx.upstream.name, true);
+            if est.tls.is_some() {
+                ctx.metrics.tls_handshake(TlsLeg::Upstream, true);
+            }
             let verified = est.tls.as_ref().is_some_and(|t| t.verified);
             core.set_upstream_tls(est.tls.is_some(), verified);
             if est.xclient {
@@ -146,10 +170,19 @@ pub async fn run(
             let _ = timeout(Duration::from_secs(10), client.write_all(reply.as_bytes())).await;
             client.shutdown().await;
             let reason = match e {
-                UpstreamFailure::Unreachable(_) => EndReason::UpstreamUnavailable,
-                UpstreamFailure::TlsUnavailable(_) => EndReason::UpstreamTls,
+                UpstreamFailure::Unreachable(_) => {
+                    ctx.metrics
+                        .upstream_connect(&ctx.upstream.name, false, connect_secs);
+                    ctx.readiness
+                        .set_upstream_reachable(&ctx.upstream.name, false);
+                    EndReason::UpstreamUnavailable
+                }
+                UpstreamFailure::TlsUnavailable(_) => {
+                    ctx.metrics.tls_handshake(TlsLeg::Upstream, false);
+                    EndReason::UpstreamTls
+                }
             };
-            log_end(&id, peer, "-", &core, &stats, &tls, reason, started);
+            end(&ctx, &id, peer, "-", &core, &stats, &tls, reason, started);
             return;
         }
     };
@@ -161,7 +194,7 @@ pub async fn run(
     // R3: a command line must arrive whole within `timeouts.command`, however
     // slowly its bytes trickle in.
     let mut partial_since: Option<Instant> = None;
-    let mut shutting_down = *shutdown.borrow();
+    let mut shutting_down = *shutdown.borrow() != stop::RUNNING;
 
     let reason = loop {
         // 1. Write what the core produced, upstream first.
@@ -184,6 +217,7 @@ pub async fn run(
                 let _ = core.take_to_client();
             }
         }
+        ctx.metrics.bytes(up.len() as u64, out.len() as u64);
         for event in core.take_events() {
             log_event(&id, peer, &server, &ctx, &event);
         }
@@ -193,7 +227,9 @@ pub async fn run(
         if core.take_start_client_tls() {
             // T1: the 220 is out and nothing was waiting in the core's
             // buffer; the raw stream goes to the acceptor.
-            match client_handshake(&mut client, &ctx).await {
+            let result = client_handshake(&mut client, &ctx).await;
+            ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
+            match result {
                 Ok(info) => {
                     tls.client = Some(info);
                     guard(&mut core, |c| c.client_tls_established());
@@ -242,8 +278,12 @@ pub async fn run(
         // 3. Wait for the first thing to happen.
         tokio::select! {
             biased;
-            changed = shutdown.changed(), if !shutting_down => {
-                if changed.is_err() || *shutdown.borrow() {
+            changed = shutdown.changed() => {
+                let now = *shutdown.borrow();
+                if changed.is_err() || now == stop::FORCE {
+                    // The drain deadline passed (or the server is gone).
+                    guard(&mut core, |c| c.shutdown());
+                } else if now == stop::DRAIN {
                     shutting_down = true;
                 }
             }
@@ -299,7 +339,26 @@ pub async fn run(
     };
     upstream.shutdown().await;
     client.shutdown().await;
-    log_end(&id, peer, &server, &core, &stats, &tls, reason, started);
+    end(
+        &ctx, &id, peer, &server, &core, &stats, &tls, reason, started,
+    );
+}
+
+/// The session's last word: metrics and the session log line.
+#[allow(clippy::too_many_arguments)]
+fn end(
+    ctx: &SessionContext,
+    id: &str,
+    peer: SocketAddr,
+    server: &str,
+    core: &Core,
+    stats: &Stats,
+    tls: &LegTls,
+    reason: EndReason,
+    started: Instant,
+) {
+    ctx.metrics.session_ended(&ctx.listener, reason.as_str());
+    log_end(id, peer, server, core, stats, tls, reason, started);
 }
 
 fn reply_timeout(ctx: &SessionContext, wait: UpstreamWait) -> Duration {
@@ -368,6 +427,8 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
             new,
             shadow,
         } => {
+            ctx.metrics
+                .rewrite(rule, original.code().get(), new.code().get(), *shadow);
             tracing::info!(
                 target: "replyfix::rewrite",
                 session = %id,
@@ -402,6 +463,7 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
             // L1: mechanism and outcome only.
             tracing::info!(session = %id, mechanism = %mechanism, success = *success, "authentication");
         }
+        Event::Reply { context, code } => ctx.metrics.reply(*context, *code),
         Event::Transaction {
             accepted,
             recipients,
