@@ -534,30 +534,44 @@ fn replay_cmd(
     json: bool,
 ) -> Result<ExitCode> {
     use replyfix::explain::transcript::read_transcript;
+    use std::io::Write;
     let rules = load_rules(rules)?;
     let mut bad = 0u64;
-    let summary = read_transcript(open_input(transcript)?, &rules, |r| match r {
-        Ok(e) if changed_only && !e.changed => {}
-        Ok(e) if json => println!("{}", e.to_json()),
-        Ok(e) => println!("{e}"),
-        Err(err) => {
-            bad += 1;
-            eprintln!("warning: {err}");
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    let summary = read_transcript(open_input(transcript)?, &rules, |r| {
+        let written = match r {
+            Ok(e) if changed_only && !e.changed => Ok(()),
+            Ok(e) if json => writeln!(out, "{}", e.to_json()),
+            Ok(e) => writeln!(out, "{e}"),
+            Err(err) => {
+                bad += 1;
+                eprintln!("warning: {err}");
+                Ok(())
+            }
+        };
+        if let Err(e) = written {
+            write_err.get_or_insert(e);
         }
     })
     .with_context(|| transcript.display().to_string())?;
+    if let Some(e) = write_err {
+        return Err(e).context("writing standard output");
+    }
     if json {
         let mut v = summary.to_json();
         v["type"] = "summary".into();
         v["rules_version"] = rules.version().into();
         v["bad_lines"] = bad.into();
-        println!("{v}");
+        writeln!(out, "{v}")?;
     } else {
-        print!("{summary}");
+        write!(out, "{summary}")?;
         if bad > 0 {
-            println!("  {bad} line(s) could not be read (see warnings)");
+            writeln!(out, "  {bad} line(s) could not be read (see warnings)")?;
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

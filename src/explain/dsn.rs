@@ -721,6 +721,17 @@ mod tests {
         assert_eq!(r[0].context, CommandKind::Other);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_read_without_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = parse_bounce(&body);
+            let mut m = b"Subject: x\r\nContent-Type: multipart/report; boundary=b\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nFinal-Recipient: rfc822; a@b\r\nDiagnostic-Code: smtp; ".to_vec();
+            m.extend_from_slice(&body);
+            let _ = parse_bounce(&m);
+            let _ = scan_text(&String::from_utf8_lossy(&body));
+        }
+    }
+
     #[test]
     fn garbage_is_not_a_message() {
         assert!(parse_bounce(b"").is_err());

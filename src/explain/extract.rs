@@ -176,6 +176,21 @@ mod tests {
         assert!(reply_from_quoted(b"530").is_some());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_quoted_text_gives_a_well_formed_reply_or_none(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut t = b"530-".to_vec();
+            t.extend_from_slice(&text);
+            for input in [&text[..], &t[..]] {
+                if let Some(r) = reply_from_quoted(input) {
+                    // What we rebuilt parses back to itself (one reply, one code).
+                    let again = crate::smtp::reply::parse_one(r.raw()).ok().flatten();
+                    proptest::prop_assert_eq!(again.map(|a| a.raw().clone()), Some(r.raw().clone()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn control_bytes_become_spaces() {
         let r = reply_from_quoted(b"530 a\r\nb\x00c").unwrap();

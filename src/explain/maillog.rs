@@ -531,6 +531,44 @@ mod tests {
         assert!(parse_line(b"\xff\xfe garbage stat=").is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_chunking_reads_the_same_lines(
+            input in proptest::collection::vec(proptest::prop_oneof![proptest::prelude::any::<u8>(), proptest::prelude::Just(b'\n')], 0..400),
+            cap in 1usize..64,
+            max in 1usize..80,
+        ) {
+            let read_all = |cap: usize| {
+                let mut r = io::BufReader::with_capacity(cap, &input[..]);
+                let mut buf = Vec::new();
+                let mut lines = Vec::new();
+                loop {
+                    let (n, cut) = read_bounded_line(&mut r, &mut buf, max).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    proptest::prop_assert!(buf.len() <= max);
+                    lines.push((n, cut, buf.clone()));
+                }
+                Ok(lines)
+            };
+            let whole = read_all(4096)?;
+            proptest::prop_assert_eq!(read_all(cap)?, whole.clone());
+            proptest::prop_assert_eq!(whole.iter().map(|l| l.0).sum::<usize>(), input.len());
+        }
+
+        #[test]
+        fn any_line_is_parsed_without_panic(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut l = b"postfix/smtp[1]: host a[b] said: ".to_vec();
+            l.extend_from_slice(&line);
+            let _ = parse_line(&l);
+            let mut l = b"SMTP error from remote mail server after ".to_vec();
+            l.extend_from_slice(&line);
+            let _ = parse_line(&l);
+            let _ = parse_line(&line);
+        }
+    }
+
     #[test]
     fn long_lines_are_cut_and_the_rest_skipped() {
         let mut input = vec![b'a'; 100];
