@@ -29,6 +29,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -45,6 +46,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Default bound on a transcript file's size (bytes); entries past it are
 /// dropped and counted.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// A recorded entry reaches the file at most this long after the previous
+/// write (see [`TranscriptWriter`]).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Longest transcript line read by [`read_transcript`].
 pub const MAX_ENTRY_LINE: usize = 64 * 1024;
 /// Replies are recorded up to this many bytes (the rules read 4 KiB, W6).
@@ -121,10 +125,14 @@ impl TranscriptEntry {
 ///
 /// Bounded: once the file reaches `max_bytes`, further entries are dropped
 /// and counted ([`TranscriptWriter::dropped`]); write errors are counted
-/// the same way and never reach the session.
+/// the same way and never reach the session. Entries go to a 64 KiB buffer
+/// under the lock; the file is written when the buffer fills or when an
+/// entry comes at least [`FLUSH_EVERY`] after the last write, so a quiet
+/// proxy's transcript is at most that stale (plus [`TranscriptWriter::flush`]
+/// on shutdown).
 #[derive(Debug)]
 pub struct TranscriptWriter {
-    out: Mutex<BufWriter<File>>,
+    out: Mutex<(BufWriter<File>, Instant)>,
     written: AtomicU64,
     max_bytes: u64,
     dropped: AtomicU64,
@@ -141,7 +149,7 @@ impl TranscriptWriter {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let len = file.metadata()?.len();
         Ok(TranscriptWriter {
-            out: Mutex::new(BufWriter::with_capacity(64 * 1024, file)),
+            out: Mutex::new((BufWriter::with_capacity(64 * 1024, file), Instant::now())),
             written: AtomicU64::new(len),
             max_bytes,
             dropped: AtomicU64::new(0),
@@ -166,16 +174,22 @@ impl TranscriptWriter {
         }
         // A poisoned lock only means another thread panicked mid-write; the
         // buffer is still a byte buffer, keep using it.
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let (out, last_flush) = &mut *guard;
         if out.write_all(&line).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if last_flush.elapsed() >= FLUSH_EVERY {
+            *last_flush = Instant::now();
+            // A failed flush keeps the bytes buffered; the next one retries.
+            let _ = out.flush();
         }
     }
 
     /// Writes buffered entries to the file (call on shutdown; also done on
     /// drop).
     pub fn flush(&self) -> io::Result<()> {
-        self.out.lock().unwrap_or_else(|p| p.into_inner()).flush()
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).0.flush()
     }
 
     /// Entries dropped so far (size bound reached or write errors).
@@ -435,6 +449,46 @@ pub fn read_transcript<R: BufRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_records_give_whole_lines() {
+        let path =
+            std::env::temp_dir().join(format!("replyfix-tw-mt-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let rules = RuleSet::builtin();
+        let reply = parse_one(b"530 5.7.1 Relaying denied\r\n")
+            .unwrap()
+            .unwrap();
+        let facts = SessionFacts::new(CommandKind::Rcpt);
+        let v = rules.judge(&reply, &facts);
+        let w = TranscriptWriter::open(&path).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (w, reply, v, rules) = (&w, &reply, &v, &rules);
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let id = format!("t{t}-{i}");
+                        w.record(&TranscriptEntry::new(
+                            &id,
+                            &facts,
+                            reply,
+                            v,
+                            rules.version(),
+                        ));
+                    }
+                });
+            }
+        });
+        w.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text.lines().count(), 800);
+        for l in text.lines() {
+            let e: TranscriptEntry = serde_json::from_str(l).unwrap();
+            assert_eq!(e.context, "rcpt");
+        }
+        assert_eq!(w.dropped(), 0);
+    }
 
     #[test]
     fn escape_then_unescape_is_lossless() {
