@@ -191,10 +191,19 @@ pub fn parse_bounce(raw: &[u8]) -> Result<Bounce, DsnError> {
             {
                 r.set_context(Some(found.context));
             }
-            if r.remote_mta.is_none()
-                && let Some(found) = contexts.iter().find(|t| t.recipient == r.recipient)
-            {
+            let Some(found) = contexts
+                .iter()
+                .find(|t| t.recipient.eq_ignore_ascii_case(&r.recipient))
+            else {
+                continue;
+            };
+            if r.remote_mta.is_none() {
                 r.remote_mta.clone_from(&found.remote_mta);
+            }
+            // A report without a Diagnostic-Code: the text may quote the reply.
+            if r.reply.is_none() && found.reply.is_some() {
+                r.reply.clone_from(&found.reply);
+                r.diagnostic.clone_from(&found.diagnostic);
             }
         }
         return Ok(Bounce {
@@ -730,6 +739,20 @@ mod tests {
             let _ = parse_bounce(&m);
             let _ = scan_text(&String::from_utf8_lossy(&body));
         }
+    }
+
+    #[test]
+    fn report_without_diagnostic_code_takes_the_reply_from_its_text() {
+        let m = "Subject: x\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe following address(es) failed:\r\n\r\n  kim@example.org\r\n    host mx.example.org [192.0.2.9]\r\n    SMTP error from remote mail server after RCPT TO:<kim@example.org>:\r\n    530 5.7.1 Unknown user\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; a.example\r\n\r\nFinal-Recipient: rfc822; kim@example.org\r\nAction: failed\r\nStatus: 5.0.0\r\n\r\n--b--\r\n";
+        let b = parse_bounce(m.as_bytes()).unwrap();
+        assert_eq!(b.style, BounceStyle::Rfc3464);
+        let r = &b.recipients[0];
+        assert_eq!(r.context, CommandKind::Rcpt);
+        assert_eq!(r.remote_mta.as_deref(), Some("mx.example.org"));
+        assert_eq!(
+            r.reply.as_ref().map(|r| r.raw().to_vec()),
+            Some(b"530 5.7.1 Unknown user\r\n".to_vec())
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Lines read (examples in `tests/fixtures/logs/`):
 //! - Postfix `smtp`/`lmtp`: `host H[ip] said: 530 ... (in reply to RCPT TO
-//!   command)` and `host H[ip] refused to talk to me: 530 ...` (greeting).
+//!   command)`, `host H[ip] refused to talk to me: 530 ...` (greeting) and
+//!   `SASL authentication failed; server H[ip] said: 535 ...` (auth).
 //! - Exim: `SMTP error from remote mail server after RCPT TO:<a@b>: 530 ...`
 //!   (also `after MAIL FROM`, `after end of data`, `after initial
 //!   connection`, `pipelined` forms), host from `H=`.
@@ -87,7 +88,7 @@ static PREFILTER: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static POSTFIX_HOST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"host (\S+?)\[[^\]]*\](?::\d+)? (said|refused to talk to me): (.*)$")
+    Regex::new(r"(?:host|server) (\S+?)\[[^\]]*\](?::\d+)? (said|refused to talk to me): (.*)$")
         .expect("static regex")
 });
 static POSTFIX_PROG: LazyLock<Regex> =
@@ -138,7 +139,13 @@ fn parse_postfix(text: &str) -> Option<LogFinding> {
     let c = POSTFIX_HOST.captures(text)?;
     let greeting = &c[2] != "said";
     let mut rest = c[3].to_string();
-    let mut context = greeting.then_some(CommandKind::Greeting);
+    let mut context = if greeting {
+        Some(CommandKind::Greeting)
+    } else if text.contains("SASL authentication failed") {
+        Some(CommandKind::Auth)
+    } else {
+        None
+    };
     if let Some(i) = rest.rfind(" (in reply to ") {
         context = context_from_words(&rest[i + " (in reply to ".len()..]);
         rest.truncate(i);
@@ -502,6 +509,15 @@ mod tests {
             f.reply.raw().as_ref(),
             b"530 5.7.1 Access denied: your IP is blocklisted\r\n"
         );
+    }
+
+    #[test]
+    fn postfix_sasl_failure_is_the_auth_context() {
+        let l = b"Mar  3 10:00:06 mx1 postfix/smtp[2240]: 1Ab2Cd3Ef: SASL authentication failed; server smtp.example.org[192.0.2.60] said: 535 5.7.8 Error: authentication failed";
+        let f = parse_line(l).unwrap();
+        assert_eq!(f.context, CommandKind::Auth);
+        assert_eq!(f.host.as_deref(), Some("smtp.example.org"));
+        assert_eq!(f.reply.code().get(), 535);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! It owns only presentation: the decision is [`RuleSet::judge`]'s, the
 //! same one the proxy makes. Everything shown from the reply is escaped
-//! (L4). It never opens files or sockets: callers hand it bytes or readers.
+//! (L4). It opens no sockets and, but for the transcript file the proxy
+//! asks [`transcript::TranscriptWriter`] to append to, no files: callers
+//! hand it bytes or readers.
 //!
 //! Submodules read what people already have when a bounce puzzles them:
 //! [`dsn`] bounce messages, [`maillog`] MTA logs (streamed, bounded
