@@ -65,7 +65,7 @@ enum Cmd {
         #[arg(long)]
         rules: Vec<PathBuf>,
     },
-    /// Show what the rules do with a reply.
+    /// Show what the rules do with a reply, a bounce (--dsn) or a mail log (--log).
     Explain {
         /// Rule file or folder (repeatable); built-in rules when absent.
         #[arg(long)]
