@@ -118,6 +118,14 @@ impl TranscriptEntry {
             rules_version: rules_version.to_string(),
         }
     }
+
+    /// Records `sent` as what the client got, when that is not the
+    /// verdict's reply (shadow mode relays the original unchanged; the rule
+    /// is kept so a replay still shows what it would have done).
+    pub fn with_sent(mut self, sent: &Reply) -> Self {
+        self.sent = escape_capped(sent.raw(), MAX_RECORDED_REPLY);
+        self
+    }
 }
 
 /// Appends [`TranscriptEntry`] lines to a file; shared by all sessions
@@ -488,6 +496,21 @@ mod tests {
             assert_eq!(e.context, "rcpt");
         }
         assert_eq!(w.dropped(), 0);
+    }
+
+    #[test]
+    fn shadow_mode_records_the_original_as_sent_and_keeps_the_rule() {
+        let rules = RuleSet::builtin();
+        let reply = parse_one(b"530 5.7.1 Relaying denied\r\n")
+            .unwrap()
+            .unwrap();
+        let facts = SessionFacts::new(CommandKind::Rcpt);
+        let v = rules.judge(&reply, &facts);
+        let e = TranscriptEntry::new("s", &facts, &reply, &v, rules.version()).with_sent(&reply);
+        assert_eq!(e.sent, e.reply);
+        assert_eq!(e.rule.as_deref(), Some("relay-denied"));
+        let r = replay_entry(&rules, 1, e).unwrap();
+        assert!(r.changed, "enforcing the rule would change what was sent");
     }
 
     #[test]
