@@ -1,9 +1,10 @@
-//! The `replyfix` command line: `serve`, `check`, `explain`, `test-rules`.
+//! The `replyfix` command line: `serve`, `check`, `explain` (a reply, a
+//! bounce with `--dsn`, a mail log with `--log`), `replay`, `test-rules`.
 //! anyhow lives here only; the library reports typed errors.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -105,7 +106,7 @@ enum Cmd {
         #[arg(long)]
         rules: Vec<PathBuf>,
     },
-    /// Show what the rules do with a reply.
+    /// Show what the rules do with a reply, a bounce (--dsn) or a mail log (--log).
     Explain {
         /// Rule file or folder (repeatable); built-in rules when absent.
         #[arg(long)]
@@ -125,9 +126,38 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Read a bounce message (RFC 3464 DSN, or a Postfix, Exim,
+        /// Exchange or Gmail bounce) from FILE, or `-` for standard input.
+        #[arg(long, value_name = "FILE|-", conflicts_with_all = ["log", "reply", "command"])]
+        dsn: Option<PathBuf>,
+        /// Summarise a Postfix, Exim or Sendmail log from FILE, or `-` for
+        /// standard input (streamed).
+        #[arg(long, value_name = "FILE|-", conflicts_with_all = ["reply", "command"])]
+        log: Option<PathBuf>,
+        /// With --log: print only the summary, not each reply found.
+        #[arg(long, requires = "log")]
+        summary_only: bool,
+        /// With --log: how many remote hosts to list.
+        #[arg(long, default_value_t = 10, requires = "log")]
+        top: usize,
         /// The reply (lines separated by `|` or CRLF); one per line from
         /// standard input when absent.
         reply: Option<String>,
+    },
+    /// Judge a recorded transcript again with candidate rules and show what
+    /// would change, side by side with what happened.
+    Replay {
+        /// Transcript file (JSON lines written by the proxy), or `-`.
+        transcript: PathBuf,
+        /// Candidate rule file or folder (repeatable); built-in rules when absent.
+        #[arg(long)]
+        rules: Vec<PathBuf>,
+        /// Show only the replies that would change.
+        #[arg(long)]
+        changed_only: bool,
+        /// Machine-readable output (JSON lines, then a summary object).
+        #[arg(long)]
+        json: bool,
     },
     /// Run every `examples:` entry of the rules.
     TestRules {
@@ -148,16 +178,39 @@ fn main() -> ExitCode {
             tls,
             recipients_accepted,
             json,
+            dsn,
+            log,
+            summary_only,
+            top,
             reply,
-        } => explain_cmd(
+        } => {
+            let base = ExplainBase {
+                rules,
+                authenticated,
+                tls,
+                recipients_accepted,
+                json,
+            };
+            match (dsn, log) {
+                (Some(path), _) => explain_dsn(base, &path),
+                (None, Some(path)) => explain_log(base, &path, summary_only, top),
+                (None, None) => explain_cmd(
+                    base.rules,
+                    &command,
+                    authenticated,
+                    tls,
+                    recipients_accepted,
+                    json,
+                    reply,
+                ),
+            }
+        }
+        Cmd::Replay {
+            transcript,
             rules,
-            &command,
-            authenticated,
-            tls,
-            recipients_accepted,
+            changed_only,
             json,
-            reply,
-        ),
+        } => replay_cmd(&transcript, &rules, changed_only, json),
         Cmd::TestRules { files } => test_rules(files),
     };
     match result {
@@ -423,6 +476,181 @@ fn explain_cmd(
         }
     }
     Ok(status)
+}
+
+/// The `explain` options shared by `--dsn` and `--log`.
+struct ExplainBase {
+    rules: Vec<PathBuf>,
+    authenticated: bool,
+    tls: bool,
+    recipients_accepted: u32,
+    json: bool,
+}
+
+impl ExplainBase {
+    fn facts(&self) -> SessionFacts<'static> {
+        let mut facts = SessionFacts::new(CommandKind::Other);
+        facts.authenticated = self.authenticated;
+        facts.client_tls = self.tls;
+        facts.recipients_accepted = self.recipients_accepted;
+        facts
+    }
+}
+
+/// Opens FILE, or standard input for `-`.
+fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(Box::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        file,
+    )))
+}
+
+fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
+    use replyfix::explain::dsn;
+    let rules = load_rules(&base.rules)?;
+    let mut raw = Vec::new();
+    open_input(path)?
+        .take(dsn::MAX_BOUNCE as u64)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let bounce = dsn::parse_bounce(&raw).with_context(|| path.display().to_string())?;
+    let reports = dsn::explain_bounce(&rules, &bounce, &base.facts());
+    if base.json {
+        let v = serde_json::json!({
+            "style": bounce.style.as_str(),
+            "rules_version": rules.version(),
+            "recipients": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "bounce: {} style, {} failed recipient(s), rules {}",
+            bounce.style.as_str(),
+            reports.len(),
+            rules.version()
+        );
+        for r in &reports {
+            println!();
+            print!("{r}");
+        }
+    }
+    if reports.is_empty() {
+        eprintln!("no failed recipient found in the bounce");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain_log(base: ExplainBase, path: &Path, summary_only: bool, top: usize) -> Result<ExitCode> {
+    use replyfix::explain::maillog;
+    use std::io::Write;
+    let rules = load_rules(&base.rules)?;
+    let facts = base.facts();
+    let show_progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    let summary = maillog::summarise(
+        open_input(path)?,
+        &rules,
+        &facts,
+        |line, f, e| {
+            if summary_only || write_err.is_some() {
+                return;
+            }
+            let r = if base.json {
+                writeln!(out, "{}", maillog::finding_json(line, f, e))
+            } else {
+                writeln!(out, "{}", maillog::finding_line(line, f, e))
+            };
+            if let Err(err) = r {
+                write_err = Some(err);
+            }
+        },
+        |bytes, lines| {
+            if show_progress {
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                eprint!(
+                    "\r{:.0} MiB, {lines} lines, {:.0} MiB/s   ",
+                    bytes as f64 / 1048576.0,
+                    bytes as f64 / 1048576.0 / secs
+                );
+            }
+        },
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    if show_progress {
+        eprintln!();
+    }
+    if let Some(e) = write_err {
+        return Err(e).context("writing standard output");
+    }
+    if base.json {
+        let mut v = summary.to_json(top);
+        v["type"] = "summary".into();
+        v["rules_version"] = rules.version().into();
+        writeln!(out, "{v}")?;
+    } else {
+        if !summary_only && summary.replies > 0 {
+            writeln!(out)?;
+        }
+        write!(out, "{}", summary.display(top))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay_cmd(
+    transcript: &Path,
+    rules: &[PathBuf],
+    changed_only: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    use replyfix::explain::transcript::read_transcript;
+    use std::io::Write;
+    let rules = load_rules(rules)?;
+    let mut bad = 0u64;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    let summary = read_transcript(open_input(transcript)?, &rules, |r| {
+        let written = match r {
+            Ok(e) if changed_only && !e.changed => Ok(()),
+            Ok(e) if json => writeln!(out, "{}", e.to_json()),
+            Ok(e) => writeln!(out, "{e}"),
+            Err(err) => {
+                bad += 1;
+                eprintln!("warning: {err}");
+                Ok(())
+            }
+        };
+        if let Err(e) = written {
+            write_err.get_or_insert(e);
+        }
+    })
+    .with_context(|| transcript.display().to_string())?;
+    if let Some(e) = write_err {
+        return Err(e).context("writing standard output");
+    }
+    if json {
+        let mut v = summary.to_json();
+        v["type"] = "summary".into();
+        v["rules_version"] = rules.version().into();
+        v["bad_lines"] = bad.into();
+        writeln!(out, "{v}")?;
+    } else {
+        write!(out, "{summary}")?;
+        if bad > 0 {
+            writeln!(out, "  {bad} line(s) could not be read (see warnings)")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test_rules(files: Vec<PathBuf>) -> Result<ExitCode> {
