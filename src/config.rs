@@ -39,6 +39,21 @@ const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// The file name used in diagnostics for [`Config::quick`].
 const COMMAND_LINE: &str = "command line";
 
+/// Where and how much to record for `replyfix replay`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptConfig {
+    /// JSON-lines file, appended to.
+    pub path: PathBuf,
+    /// Stop recording past this size (default 256 MiB).
+    #[serde(default = "default_transcript_max")]
+    pub max_bytes: u64,
+}
+
+fn default_transcript_max() -> u64 {
+    256 * 1024 * 1024
+}
+
 // ---------------------------------------------------------------------------
 // The model
 // ---------------------------------------------------------------------------
@@ -77,6 +92,11 @@ pub struct Config {
     /// The metrics and health endpoint; off when absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Record judged replies (context, session facts, reply, verdict; never
+    /// credentials, content or addresses) for `replyfix replay`; off when
+    /// absent.
+    #[serde(default)]
+    pub transcript: Option<TranscriptConfig>,
     /// The name replyfix uses in replies it writes itself. Default: the
     /// system hostname (`/proc/sys/kernel/hostname`), else `replyfix`.
     #[serde(default = "system_hostname")]
@@ -557,6 +577,7 @@ impl Config {
             timeouts: Timeouts::default(),
             logging: Logging::default(),
             admin: None,
+            transcript: None,
             hostname: system_hostname(),
             source: None,
             warnings: Vec::new(),
@@ -577,6 +598,9 @@ impl Config {
             }
         };
         self.rules.iter_mut().for_each(resolve);
+        if let Some(t) = &mut self.transcript {
+            resolve(&mut t.path);
+        }
         for listener in &mut self.listeners {
             if let Some(tls) = &mut listener.tls {
                 resolve(&mut tls.cert);

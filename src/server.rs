@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::admin::{Admin, Readiness};
 use crate::config::{Config, ProxyProtocol};
+use crate::explain::transcript::TranscriptWriter;
 use crate::logging::AddressLog;
 use crate::metrics::{Metrics, Refusal};
 use crate::rules::RuleSet;
@@ -45,6 +46,11 @@ pub enum ServeError {
     ListenerTls {
         name: String,
         source: crate::tls::TlsError,
+    },
+    #[error("transcript {path}: {source} (check the folder exists and is writable)")]
+    Transcript {
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("admin endpoint: {0}")]
     Admin(crate::admin::AdminError),
@@ -187,6 +193,17 @@ impl Server {
             config.upstreams.iter().map(|u| u.name.clone()),
         ));
         let (exit, exit_rx) = watch::channel(false);
+        let transcript = match &config.transcript {
+            Some(t) => Some(Arc::new(
+                TranscriptWriter::open_bounded(&t.path, t.max_bytes).map_err(|source| {
+                    ServeError::Transcript {
+                        path: t.path.clone(),
+                        source,
+                    }
+                })?,
+            )),
+            None => None,
+        };
         let ids = Arc::new(AtomicU64::new(session_id_seed()));
         let mut tasks = JoinSet::new();
         let mut addresses = Vec::new();
@@ -254,6 +271,7 @@ impl Server {
                 forwarding: upstream.send_client_address,
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),
+                transcript: transcript.clone(),
             });
             let proxy = l
                 .proxy_protocol
@@ -433,6 +451,8 @@ pub fn core_settings(config: &Config, listener: &str, upstream: &str) -> CoreSet
         },
         tls_offered: false,
         require_tls: false,
+        record: config.transcript.is_some(),
+        session_id: String::new(),
     }
 }
 

@@ -480,3 +480,59 @@ fn metrics_count_a_rewrite_by_rule_and_readyz_turns_503_while_draining_f6() {
     let exited = poll(Duration::from_secs(8), || rf.exit_status());
     assert_eq!(exited.map(|s| s.success()), Some(true));
 }
+
+#[test]
+fn the_proxy_records_a_transcript_that_replay_judges_with_candidate_rules() {
+    let up = FakeUpstream::with_script(|line| {
+        if line.starts_with("RCPT") {
+            Step::reply("530 5.7.1 User unknown in virtual mailbox table")
+        } else {
+            Step::Default
+        }
+    });
+    let dir = TempDir::new("transcript");
+    let path = dir.path().join("t.jsonl");
+    let mut rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml(&format!("transcript:\n  path: \"{}\"", path.display())),
+    );
+    let (mut c, _) = rf.connect_greeted();
+    c.cmd("EHLO client.test");
+    // Whatever the upstream answers, the SASL line must not be recorded.
+    c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldHBhc3M=");
+    c.cmd("MAIL FROM:<alice@example.com>");
+    assert!(c.cmd("RCPT TO:<typo@example.org>").starts_with("550 5.1.1"));
+    c.cmd("QUIT");
+    rf.wait_for_record("session closed");
+    signal(rf.pid(), "-TERM");
+    assert!(poll(Duration::from_secs(10), || rf.exit_status()).is_some());
+
+    let text = std::fs::read_to_string(&path).expect("transcript written");
+    assert!(text.contains("\"context\":\"rcpt\""), "{text}");
+    for secret in ["AGFsaWNlAHNlY3JldHBhc3M", "secretpass", "alice@", "typo@"] {
+        assert!(!text.contains(secret), "{secret} in transcript:\n{text}");
+    }
+    let candidate = dir.path().join("candidate.yaml");
+    std::fs::write(
+        &candidate,
+        "rules:\n  - id: blunt\n    description: every 530 at RCPT is 554 5.7.1\n    when: {code: 530, command: [rcpt]}\n    then:\n      remap: {code: 554, enhanced: 5.7.1}\n",
+    )
+    .unwrap();
+    let out = Command::new(replyfix_bin())
+        .arg("replay")
+        .arg(&path)
+        .arg("--rules")
+        .arg(&candidate)
+        .arg("--changed-only")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[CHANGED]"), "{stdout}");
+    assert!(stdout.contains("554 5.7.1 User unknown"), "{stdout}");
+    assert!(stdout.contains("550 5.1.1 User unknown"), "{stdout}");
+}

@@ -56,6 +56,10 @@ pub struct CoreSettings {
     /// Commands other than EHLO/HELO/STARTTLS/NOOP/RSET/QUIT need TLS first
     /// (T5).
     pub require_tls: bool,
+    /// Emit [`Event::Transcript`] for every judged reply (for `replay`).
+    pub record: bool,
+    /// The session id, for transcript entries.
+    pub session_id: String,
 }
 
 impl CoreSettings {
@@ -77,6 +81,8 @@ impl CoreSettings {
             reply_limits: ReplyLimits::default(),
             tls_offered: false,
             require_tls: false,
+            record: false,
+            session_id: String::new(),
         }
     }
 }
@@ -169,6 +175,9 @@ pub enum Event {
     Transaction { accepted: bool, recipients: u32 },
     /// The upstream answered a command (for metrics: context and code).
     Reply { context: CommandKind, code: u16 },
+    /// A judged reply for the transcript (only with `record`): context,
+    /// facts, replies and verdict; never SASL data, content or addresses.
+    Transcript(Box<crate::explain::transcript::TranscriptEntry>),
 }
 
 /// What the client's bytes mean right now. One enum, not a set of flags.
@@ -1172,7 +1181,22 @@ impl Core {
             listener: &self.settings.listener,
             upstream: &self.settings.upstream,
         };
-        match self.rules.judge(&reply, &facts) {
+        let verdict = self.rules.judge(&reply, &facts);
+        if self.settings.record {
+            use crate::explain::transcript::TranscriptEntry;
+            let mut entry = TranscriptEntry::new(
+                &self.settings.session_id,
+                &facts,
+                &reply,
+                &verdict,
+                self.rules.version(),
+            );
+            if self.settings.mode == Mode::Shadow {
+                entry = entry.with_sent(&reply);
+            }
+            self.events.push(Event::Transcript(Box::new(entry)));
+        }
+        match verdict {
             Verdict::NoMatch => reply,
             Verdict::Keep { rule } => {
                 self.events.push(Event::Kept {

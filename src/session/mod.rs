@@ -30,6 +30,7 @@ use self::conn::{Conn, ReadOutcome};
 use self::core::{Core, CoreSettings, EndReason, Event, UpstreamWait};
 use crate::admin::Readiness;
 use crate::config::{ClientAddressForwarding, Limits, Timeouts, UpstreamConfig};
+use crate::explain::transcript::TranscriptWriter;
 use crate::logging::AddressLog;
 use crate::metrics::{Metrics, TlsLeg};
 use crate::rules::RuleSet;
@@ -58,6 +59,8 @@ pub struct SessionContext {
     pub forwarding: ClientAddressForwarding,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    /// Where judged replies are recorded for `replyfix replay`, if anywhere.
+    pub transcript: Option<Arc<TranscriptWriter>>,
 }
 
 /// The server's stop signal, as sessions see it (F6).
@@ -94,6 +97,7 @@ pub async fn run(
     let _ = client.set_nodelay(true);
     let mut settings = ctx.core.clone();
     settings.client = Some(peer.ip());
+    settings.session_id = id.clone();
     let mut core = Core::new(settings, ctx.rules.clone());
     let mut stats = Stats::default();
     let mut tls = LegTls::default();
@@ -464,6 +468,11 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
             tracing::info!(session = %id, mechanism = %mechanism, success = *success, "authentication");
         }
         Event::Reply { context, code } => ctx.metrics.reply(*context, *code),
+        Event::Transcript(entry) => {
+            if let Some(t) = &ctx.transcript {
+                t.record(entry);
+            }
+        }
         Event::Transaction {
             accepted,
             recipients,
