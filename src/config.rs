@@ -121,12 +121,10 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Name of the upstream (from `upstreams`) this listener relays to.
     pub upstream: String,
-    /// TLS on the client leg. Accepted and validated; implemented by the
-    /// TLS work.
+    /// TLS on the client leg (docs/tls.md).
     #[serde(default)]
     pub tls: Option<ListenerTls>,
-    /// Expect a PROXY protocol header from the connecting peer. Accepted and
-    /// validated; implemented by the listener work.
+    /// Expect a PROXY protocol header from the connecting peer.
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
     /// Peers allowed to send a PROXY header; required with `proxy_protocol`.
@@ -174,12 +172,11 @@ pub struct UpstreamConfig {
     /// Upstream-leg TLS (PROTOCOL T4).
     #[serde(default)]
     pub tls: UpstreamTls,
-    /// Name for replyfix's own EHLO, if it ever sends one; `None` relays the
-    /// client's EHLO unchanged.
+    /// Name in the EHLO replyfix sends itself before STARTTLS or XCLIENT;
+    /// `None`: `hostname`. The client's own EHLO is always relayed unchanged.
     #[serde(default)]
     pub helo_name: Option<String>,
-    /// How the real client address is passed upstream. Accepted and
-    /// validated; implemented by the upstream work.
+    /// How the real client address is passed upstream.
     #[serde(default)]
     pub send_client_address: ClientAddressForwarding,
 }
@@ -423,8 +420,7 @@ pub enum LogAddresses {
     Hash,
 }
 
-/// The admin endpoint (`/metrics`, `/healthz`, `/readyz`). Accepted and
-/// validated; implemented by the operations work.
+/// The admin endpoint (`/metrics`, `/healthz`, `/readyz`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
