@@ -42,13 +42,11 @@ impl Conn {
                 if tcp.readable().await.is_err() {
                     return ReadOutcome::Eof;
                 }
-                let mut buf = vec![0u8; READ_CHUNK];
-                match tcp.try_read(&mut buf) {
+                // Capacity only: nothing is zeroed for a read.
+                let mut buf = Vec::with_capacity(READ_CHUNK);
+                match tcp.try_read_buf(&mut buf) {
                     Ok(0) => ReadOutcome::Eof,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        ReadOutcome::Data(buf)
-                    }
+                    Ok(_) => ReadOutcome::Data(buf),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Nothing,
                     Err(_) => ReadOutcome::Eof,
                 }
@@ -109,12 +107,9 @@ impl Conn {
 }
 
 async fn read_tls<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> ReadOutcome {
-    let mut buf = vec![0u8; READ_CHUNK];
-    match s.read(&mut buf).await {
+    let mut buf = Vec::with_capacity(READ_CHUNK);
+    match s.read_buf(&mut buf).await {
         Ok(0) | Err(_) => ReadOutcome::Eof,
-        Ok(n) => {
-            buf.truncate(n);
-            ReadOutcome::Data(buf)
-        }
+        Ok(_) => ReadOutcome::Data(buf),
     }
 }
