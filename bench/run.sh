@@ -14,6 +14,9 @@
 # Knobs (environment): RUNS=3 MSGS=5000 BIG_MSGS=20 BIG_SIZE=10000000
 # LAT_COUNT=500 IDLE=1000 CPU=1 (the core everything is pinned to)
 # BASE_PORT=39250 OUT=bench/out
+# TARGETS="direct haproxy nginx replyfix" (a subset, in this order)
+# REPLYFIX_B=/path/to/other/replyfix  adds target replyfix_b (A/B of a change)
+# PHASES="msgs big latency rules idle" (a subset)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +30,11 @@ CPU=${CPU:-1}
 BASE_PORT=${BASE_PORT:-39250}
 OUT=${OUT:-$ROOT/bench/out}
 CONCURRENCY=(1 20 100)
-TARGETS=(direct haproxy nginx replyfix)
+read -r -a TARGETS <<< "${TARGETS:-direct haproxy nginx replyfix}"
+REPLYFIX_B=${REPLYFIX_B:-}
+[ -n "$REPLYFIX_B" ] && TARGETS+=(replyfix_b)
+PHASES=" ${PHASES:-msgs big latency rules idle} "
+phase() { [[ $PHASES == *" $1 "* ]]; }
 
 SINK_PORT=$BASE_PORT                  # smtp-sink, plain
 SINK550_PORT=$((BASE_PORT + 1))       # smtp-sink, every RCPT "550 5.1.1 User unknown"
@@ -38,6 +45,7 @@ NGINX_AUTH_PORT=$((BASE_PORT + 12))
 REPLYFIX_PORT=$((BASE_PORT + 13))
 RF550_PORT=$((BASE_PORT + 14))
 RF530_PORT=$((BASE_PORT + 15))
+REPLYFIX_B_PORT=$((BASE_PORT + 16))
 
 SMTP_SOURCE=/usr/sbin/smtp-source
 SMTP_SINK=/usr/sbin/smtp-sink
@@ -194,7 +202,7 @@ mail {
 }
 EOF
     for pair in "replyfix:$REPLYFIX_PORT:$SINK_PORT" "rf550:$RF550_PORT:$SINK550_PORT" \
-                "rf530:$RF530_PORT:$SINK530_PORT"; do
+                "rf530:$RF530_PORT:$SINK530_PORT" "replyfix_b:$REPLYFIX_B_PORT:$SINK_PORT"; do
         IFS=: read -r name port up <<< "$pair"
         # The defaults but for the session limits (50 per client would
         # refuse the 100-session and idle runs, which all come from 127.0.0.1).
@@ -228,10 +236,11 @@ start_target() {
             "${PIN[@]}" nginx -c "$WORK/nginx.conf" > "$WORK/nginx.log" 2>&1 &
             PIDS+=($!); PID_nginx=$!; PORT_nginx=$NGINX_PORT
             wait_listen $NGINX_PORT; wait_listen $NGINX_AUTH_PORT ;;
-        replyfix|rf550|rf530)
-            local port; port=$(awk -F: '/address:/ { print $3 }' "$WORK/$t.yaml")
+        replyfix|rf550|rf530|replyfix_b)
+            local port bin=$BIN; port=$(awk -F: '/address:/ { print $3 }' "$WORK/$t.yaml")
+            [ "$t" = replyfix_b ] && bin=$REPLYFIX_B
             port_free "$port" || die "port $port is taken"
-            "${PIN[@]}" "$BIN" serve -c "$WORK/$t.yaml" >> "$WORK/$t.log" 2>&1 &
+            "${PIN[@]}" "$bin" serve -c "$WORK/$t.yaml" >> "$WORK/$t.log" 2>&1 &
             PIDS+=($!); eval "PID_$t=$!; PORT_$t=$port"
             wait_listen "$port" ;;
         *) die "unknown target $t" ;;
@@ -334,15 +343,15 @@ main() {
         # Rotate the order each run so no target always goes first.
         local order=()
         for i in $(seq 0 $((n - 1))); do order+=("${TARGETS[$(( (i + run - 1) % n ))]}"); done
-        for c in "${CONCURRENCY[@]}"; do
+        phase msgs && for c in "${CONCURRENCY[@]}"; do
             for t in "${order[@]}"; do
                 throughput "msgs_c$c" "$t" "$run" sink mesg "$MSGS" -s "$c" -m "$MSGS" -l 1024 -r 10
             done
         done
-        for t in "${order[@]}"; do
+        phase big && for t in "${order[@]}"; do
             throughput big_msgs "$t" "$run" sink mesg "$BIG_MSGS" -s 1 -m "$BIG_MSGS" -l "$BIG_SIZE" -r 1
         done
-        for t in "${order[@]}"; do
+        phase latency && for t in "${order[@]}"; do
             eval "port=\$PORT_$t"
             local lat
             if lat=$("${PIN[@]}" python3 "$HERE/smtpclient.py" latency 127.0.0.1 "$port" "$LAT_COUNT" 2>>"$WORK/latency.err"); then
@@ -359,7 +368,7 @@ main() {
         # the same flow with a 550 no rule can match. smtp-source -A goes on
         # after rejected recipients; no DATA follows, so the sink counts
         # sessions, not messages.
-        for t in rf550 rf530; do
+        phase rules && for t in rf550 rf530; do
             local sink=${t/rf/sink}
             throughput "rule_c20" "$t" "$run" "$sink" sess "$MSGS" -A -s 20 -m "$MSGS" -l 1024 -r 10
         done
@@ -374,8 +383,9 @@ main() {
 
     # Idle sessions: a fresh instance each time, warmed with a few
     # transactions, then IDLE sessions that read the greeting and sit.
-    for run in $(seq 1 "$RUNS"); do
-        for t in haproxy nginx replyfix; do
+    phase idle && for run in $(seq 1 "$RUNS"); do
+        for t in "${TARGETS[@]}"; do
+            [ "$t" = direct ] && continue
             start_target "$t"
             eval "pid=\$PID_$t; port=\$PORT_$t"
             "${PIN[@]}" python3 "$HERE/smtpclient.py" latency 127.0.0.1 "$port" 20 >/dev/null 2>>"$WORK/latency.err" || true
@@ -407,7 +417,7 @@ main() {
     # and originating TLS (ssl crt ... / server ... ssl), once the TLS work
     # has landed. Not measured yet; no figure is reported for it.
 
-    python3 "$HERE/report.py" "$OUT" "$BIG_SIZE" > "$OUT/report.md"
+    python3 "$HERE/report.py" "$OUT" "$BIG_SIZE" "${TARGETS[*]}" > "$OUT/report.md"
     (cd "$OUT" && gnuplot "$OUT/msgs.gp") || log "gnuplot failed; no chart"
     log "done: $OUT/report.md, $OUT/msgs.svg (logs and configs: $WORK)"
     cat "$OUT/report.md"
