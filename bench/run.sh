@@ -16,6 +16,7 @@
 # BASE_PORT=39250 OUT=bench/out
 # TARGETS="direct haproxy nginx replyfix" (a subset, in this order)
 # REPLYFIX_B=/path/to/other/replyfix  adds target replyfix_b (A/B of a change)
+# REPLYFIX_BIN=/path/to/replyfix  use this binary as "replyfix" (no build)
 # PHASES="msgs big latency rules idle" (a subset)
 set -euo pipefail
 
@@ -303,9 +304,12 @@ throughput() {
 main() {
     install_peers
     command -v python3 >/dev/null || die "python3 is needed"
-    log "building replyfix (release)"
-    (cd "$ROOT" && cargo build --release --quiet)
-    BIN=$ROOT/target/release/replyfix
+    BIN=${REPLYFIX_BIN:-}
+    if [ -z "$BIN" ]; then
+        log "building replyfix (release)"
+        (cd "$ROOT" && cargo build --release --quiet)
+        BIN=$ROOT/target/release/replyfix
+    fi
     HZ=$(getconf CLK_TCK)
 
     mkdir -p "$OUT"
@@ -368,7 +372,9 @@ main() {
         # the same flow with a 550 no rule can match. smtp-source -A goes on
         # after rejected recipients; no DATA follows, so the sink counts
         # sessions, not messages.
-        phase rules && for t in rf550 rf530; do
+        local rule_order=(rf550 rf530)
+        [ $((run % 2)) = 0 ] && rule_order=(rf530 rf550)
+        phase rules && for t in "${rule_order[@]}"; do
             local sink=${t/rf/sink}
             throughput "rule_c20" "$t" "$run" "$sink" sess "$MSGS" -A -s 20 -m "$MSGS" -l 1024 -r 10
         done
