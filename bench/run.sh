@@ -64,6 +64,9 @@ install_peers() {
     command -v nginx >/dev/null || missing+=(nginx)
     [ -e /usr/lib/nginx/modules/ngx_mail_module.so ] || missing+=(libnginx-mod-mail)
     command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+    command -v ss >/dev/null || missing+=(iproute2)
+    command -v pgrep >/dev/null || missing+=(procps)
+    command -v python3 >/dev/null || missing+=(python3)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing: ${missing[*]}"
     [ "$(id -u)" = 0 ] || die "need root to apt-get install ${missing[*]}"
