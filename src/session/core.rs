@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::config::{BareLineEndings, Mode};
 use crate::rules::{RuleSet, SessionFacts, Verdict};
@@ -521,8 +521,76 @@ impl Core {
             );
             return;
         }
-        self.client_buf.extend_from_slice(data);
+        if self.client_buf.is_empty() && matches!(self.phase, Phase::Content { .. }) {
+            // Message content goes from the read buffer straight to the
+            // upstream buffer (one copy, not two); only what follows the end
+            // of data is kept.
+            let consumed = self.content(data);
+            self.client_buf.extend_from_slice(&data[consumed..]);
+        } else {
+            self.client_buf.extend_from_slice(data);
+        }
         self.process_client();
+    }
+
+    /// Scans message content (D1-D3, D6) into the upstream buffer; returns
+    /// how many bytes of `input` it consumed (all of them unless the end of
+    /// data or a bare byte was found).
+    fn content(&mut self, input: &[u8]) -> usize {
+        let Phase::Content { scanner, size } = &mut self.phase else {
+            return 0;
+        };
+        let sanitize = self.settings.bare_line_endings == BareLineEndings::Sanitize;
+        let before = self.to_upstream.len();
+        let scan = scanner.scan(input, sanitize, &mut self.to_upstream);
+        *size += (self.to_upstream.len() - before) as u64;
+        let too_big = self
+            .settings
+            .max_message_size
+            .is_some_and(|max| *size > max);
+        match scan {
+            DataScan::More if too_big => {
+                let skipper = scanner.skipper();
+                self.abort_content(
+                    skipper,
+                    "552 5.3.4 Error: message size exceeds fixed limit\r\n",
+                    EndReason::ClientProtocol,
+                );
+                input.len()
+            }
+            DataScan::More => input.len(),
+            DataScan::End { consumed } => {
+                if too_big {
+                    // The end was forwarded with the content; the upstream
+                    // may have accepted: drop instead.
+                    self.to_upstream.truncate(before);
+                    self.close_upstream = true;
+                    self.upstream_gone = true;
+                    self.pending.clear();
+                    self.to_client.extend_from_slice(
+                        b"552 5.3.4 Error: message size exceeds fixed limit\r\n",
+                    );
+                    self.finish(EndReason::ClientProtocol);
+                    return consumed;
+                }
+                self.push_upstream(CommandKind::DataEnd, false);
+                self.phase = Phase::Command;
+                consumed
+            }
+            DataScan::Bare { at, byte } => {
+                // D2 reject: stop forwarding; close upstream without an end
+                // of data; read to the real end.
+                self.events.push(Event::ClientProtocolError(format!(
+                    "bare {byte:?} in message content"
+                )));
+                self.abort_content(
+                    EndOfDataSkipper::new(false),
+                    "550 5.5.2 Error: bare <CR>/<LF>/<NUL> in message content\r\n",
+                    EndReason::BareLineEnding,
+                );
+                at
+            }
+        }
     }
 
     /// The client closed its side (or the connection broke).
@@ -722,58 +790,11 @@ impl Core {
                     }
                     Some(Ok(line)) => self.forward_sasl(&line),
                 },
-                Phase::Content { scanner, size } => {
-                    let sanitize = self.settings.bare_line_endings == BareLineEndings::Sanitize;
-                    let before = self.to_upstream.len();
-                    let input = self.client_buf.split().freeze();
-                    let scan = scanner.scan(&input, sanitize, &mut self.to_upstream);
-                    *size += (self.to_upstream.len() - before) as u64;
-                    let too_big = self
-                        .settings
-                        .max_message_size
-                        .is_some_and(|max| *size > max);
-                    match scan {
-                        DataScan::More if too_big => {
-                            let skipper = scanner.skipper();
-                            self.abort_content(
-                                skipper,
-                                "552 5.3.4 Error: message size exceeds fixed limit\r\n",
-                                EndReason::ClientProtocol,
-                            );
-                        }
-                        DataScan::More => {}
-                        DataScan::End { consumed } => {
-                            self.client_buf = BytesMut::from(&input[consumed..]);
-                            if too_big {
-                                // The end was forwarded with the content; the
-                                // upstream may have accepted: drop instead.
-                                self.to_upstream.truncate(before);
-                                self.close_upstream = true;
-                                self.upstream_gone = true;
-                                self.pending.clear();
-                                self.to_client.extend_from_slice(
-                                    b"552 5.3.4 Error: message size exceeds fixed limit\r\n",
-                                );
-                                self.finish(EndReason::ClientProtocol);
-                                return;
-                            }
-                            self.push_upstream(CommandKind::DataEnd, false);
-                            self.phase = Phase::Command;
-                        }
-                        DataScan::Bare { at, byte } => {
-                            // D2 reject: stop forwarding; close upstream
-                            // without an end of data; read to the real end.
-                            self.client_buf = BytesMut::from(&input[at..]);
-                            self.events.push(Event::ClientProtocolError(format!(
-                                "bare {byte:?} in message content"
-                            )));
-                            self.abort_content(
-                                EndOfDataSkipper::new(false),
-                                "550 5.5.2 Error: bare <CR>/<LF>/<NUL> in message content\r\n",
-                                EndReason::BareLineEnding,
-                            );
-                        }
-                    }
+                Phase::Content { .. } => {
+                    let input = std::mem::take(&mut self.client_buf);
+                    let consumed = self.content(&input);
+                    self.client_buf = input;
+                    self.client_buf.advance(consumed);
                 }
                 Phase::Drain {
                     skipper,

@@ -305,7 +305,6 @@ pub async fn run(
                         upstream = Conn::Gone;
                         guard(&mut core, |c| c.upstream_eof());
                     }
-                    ReadOutcome::Nothing => {}
                 }
             }
             r = client.read_some(), if read_client => {
@@ -327,7 +326,6 @@ pub async fn run(
                     ReadOutcome::Eof => {
                         guard(&mut core, |c| c.client_eof());
                     }
-                    ReadOutcome::Nothing => {}
                 }
             }
             _ = sleep_until(upstream_deadline.map(|(_, at)| at).unwrap_or(far)), if upstream_deadline.is_some() => {
