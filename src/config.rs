@@ -39,6 +39,28 @@ const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// The file name used in diagnostics for [`Config::quick`].
 const COMMAND_LINE: &str = "command line";
 
+/// Reloading without SIGHUP (F5): watch the configuration, rule and
+/// certificate files and reload when one of them changes (a Kubernetes
+/// ConfigMap update, a certificate renewal).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Poll the files for changes (size and modification time).
+    pub watch: bool,
+    /// How often to look.
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: false,
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Where and how much to record for `replyfix replay`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +119,9 @@ pub struct Config {
     /// absent.
     #[serde(default)]
     pub transcript: Option<TranscriptConfig>,
+    /// How rule and certificate changes are picked up besides SIGHUP.
+    #[serde(default)]
+    pub reload: ReloadConfig,
     /// The name replyfix uses in replies it writes itself. Default: the
     /// system hostname (`/proc/sys/kernel/hostname`), else `replyfix`.
     #[serde(default = "system_hostname")]
@@ -574,6 +599,7 @@ impl Config {
             logging: Logging::default(),
             admin: None,
             transcript: None,
+            reload: ReloadConfig::default(),
             hostname: system_hostname(),
             source: None,
             warnings: Vec::new(),

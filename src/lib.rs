@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod rules;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod smtp;

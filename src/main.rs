@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use replyfix::config::{Config, LogFormat};
 use replyfix::explain::{explain, parse_reply_arg};
 use replyfix::rules::{RuleSet, SessionFacts};
+use replyfix::runtime::{Reloader, Stop, run_until_stop};
 use replyfix::server::{RulesSource, Server};
 use replyfix::smtp::CommandKind;
 
@@ -253,6 +254,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         admin,
         tls,
     } = args;
+    let config_path = config.clone();
+    let rules_override = !rules.is_empty();
     let mut config = match config {
         Some(path) => Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None if !listen.is_empty() => {
@@ -289,7 +292,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     runtime.block_on(async move {
         tracing::info!(rules_version = %rules.version(), rules = rules.len(), mode = ?config.mode, "replyfix starting");
         let mut server = Server::start(&config, rules).await?;
-        if run_until_signal(&server, &source).await == Stop::Interrupt {
+        let watch = config.reload.watch.then_some(config.reload.interval);
+        let mut reloader = Reloader::new(config_path, rules_override, config);
+        if run_until_stop(&server, &mut reloader, watch).await == Stop::Interrupt {
             // Ctrl-C in a terminal: the same drain, shorter.
             server.limit_drain(std::time::Duration::from_secs(5));
         }
@@ -321,45 +326,6 @@ fn apply_quick_tls(config: &mut Config, tls: QuickTls) {
         };
         u.tls.ca = tls.upstream_ca.clone();
         u.tls.implicit = tls.upstream_implicit_tls;
-    }
-}
-
-#[derive(PartialEq, Eq)]
-enum Stop {
-    Terminate,
-    Interrupt,
-}
-
-/// Waits for SIGTERM/SIGINT; reloads rules and certificates on SIGHUP (F5:
-/// invalid rules change nothing).
-async fn run_until_signal(server: &Server, source: &RulesSource) -> Stop {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending::<Stop>().await;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: draining"); return Stop::Terminate; }
-            _ = int.recv() => { tracing::info!("SIGINT: draining"); return Stop::Interrupt; }
-            _ = hup.recv() => {
-                server.reload_certificates();
-                match source.load() {
-                    Ok(rules) => {
-                        tracing::info!(rules_version = %rules.version(), rules = rules.len(), "rules reloaded");
-                        server.swap_rules(rules);
-                    }
-                    Err(e) => {
-                        server.metrics.rules_reload_failed();
-                        tracing::error!(errors = %e, "rules reload failed; the previous rules stay in force");
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -332,7 +332,8 @@ fn sighup_reloads_rules_for_the_next_transaction_and_an_invalid_file_changes_not
     assert!(c.cmd("MAIL FROM:<a@x>").starts_with("250"));
     assert!(
         c.cmd("RCPT TO:<b@y>").starts_with("554 5.7.1"),
-        "next transaction uses v2"
+        "next transaction uses v2: {}",
+        rf.log()
     );
 
     // An invalid file changes nothing.
@@ -535,4 +536,106 @@ fn the_proxy_records_a_transcript_that_replay_judges_with_candidate_rules() {
     assert!(stdout.contains("[CHANGED]"), "{stdout}");
     assert!(stdout.contains("554 5.7.1 User unknown"), "{stdout}");
     assert!(stdout.contains("550 5.1.1 User unknown"), "{stdout}");
+}
+
+#[test]
+fn reloading_every_50ms_under_load_drops_no_connection_f5() {
+    let up = FakeUpstream::with_script(|line| {
+        if line.starts_with("RCPT") {
+            Step::reply("530 nope")
+        } else {
+            Step::Default
+        }
+    });
+    let dir = TempDir::new("reload-load");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, RULES_V1).unwrap();
+    let rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml(&format!("rules: [\"{}\"]", rules.display())),
+    );
+    let pid = rf.pid();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hupper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            // Bounded: at most 200 reloads (10 s).
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 200 {
+                signal(pid, "-HUP");
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            sent
+        })
+    };
+    let mut completed = 0;
+    for i in 0..40 {
+        let (mut c, greeting) = rf.connect_greeted();
+        assert!(greeting.starts_with("220"), "session {i}: {greeting}");
+        assert!(c.cmd("EHLO load.test").starts_with("250"), "session {i}");
+        assert!(c.cmd("MAIL FROM:<a@x>").starts_with("250"), "session {i}");
+        let rcpt = c.cmd("RCPT TO:<b@y>");
+        assert!(rcpt.starts_with("550 5.1.1"), "session {i}: {rcpt}");
+        assert!(c.cmd("QUIT").starts_with("221"), "session {i}");
+        completed += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reloads = hupper.join().unwrap();
+    assert_eq!(completed, 40);
+    assert!(reloads >= 5, "only {reloads} reloads happened");
+    let ok = rf.records_with_message("rules reloaded").len();
+    assert!(ok >= 5, "{ok} reloads logged");
+}
+
+#[test]
+fn watched_rule_file_is_picked_up_without_a_signal_and_address_changes_need_a_restart() {
+    let up = FakeUpstream::with_script(|line| {
+        if line.starts_with("RCPT") {
+            Step::reply("530 nope")
+        } else {
+            Step::Default
+        }
+    });
+    let dir = TempDir::new("watch");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, RULES_V1).unwrap();
+    let rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default()
+            .yaml(&format!("rules: [\"{}\"]", rules.display()))
+            .yaml("reload:\n  watch: true\n  interval: 200ms"),
+    );
+    let (mut c, _) = rf.connect_greeted();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@x>");
+    assert!(c.cmd("RCPT TO:<b@y>").starts_with("550 5.1.1"));
+    c.cmd("RSET");
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&rules, RULES_V2).unwrap();
+    rf.wait_for_record("rules reloaded");
+    c.cmd("MAIL FROM:<a@x>");
+    assert!(c.cmd("RCPT TO:<b@y>").starts_with("554 5.7.1"));
+    c.cmd("QUIT");
+
+    // Changing the listener's address in the file is reported, not applied.
+    let config = rf.dir().join("replyfix.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = text.replacen(
+        &format!("address: \"{}\"", rf.addr),
+        "address: \"127.0.0.1:1\"",
+        1,
+    );
+    assert_ne!(moved, text);
+    std::fs::write(&config, moved).unwrap();
+    let warned = poll(Duration::from_secs(5), || {
+        rf.log()
+            .contains("listener or upstream settings changed: they take effect after a restart")
+            .then_some(())
+    });
+    assert!(warned.is_some(), "{}", rf.log());
+    assert!(
+        rf.connect_greeted().1.starts_with("220"),
+        "still serving on the old address"
+    );
 }

@@ -393,6 +393,11 @@ impl Replyfix {
         self.child.try_wait().ok().flatten()
     }
 
+    /// The scratch folder (holds `replyfix.yaml` when started from a config).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// The process id (to send signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
