@@ -639,3 +639,52 @@ fn watched_rule_file_is_picked_up_without_a_signal_and_address_changes_need_a_re
         "still serving on the old address"
     );
 }
+
+#[test]
+fn sigterm_mid_data_lets_the_message_finish_and_reports_it_once_f6() {
+    let up = FakeUpstream::start();
+    let mut rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml("timeouts:\n  drain: 5s"),
+    );
+    let (mut mid_data, _) = rf.connect_greeted();
+    mid_data.cmd("EHLO data.test");
+    mid_data.cmd("MAIL FROM:<a@x>");
+    mid_data.cmd("RCPT TO:<b@y>");
+    assert!(mid_data.cmd("DATA").starts_with("354"));
+    mid_data.send(b"Subject: half\r\n\r\nfirst half\r\n");
+    let (mut mid_tx, _) = rf.connect_greeted();
+    mid_tx.cmd("EHLO tx.test");
+    mid_tx.cmd("MAIL FROM:<a@x>");
+    mid_tx.cmd("RCPT TO:<c@y>");
+
+    let started = std::time::Instant::now();
+    signal(rf.pid(), "-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    mid_data.send(b"second half\r\n.\r\n");
+    let reply = mid_data.read_reply();
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(
+        mid_data.read_reply(),
+        "421 4.3.2 proxy.example.test service shutting down\r\n"
+    );
+    assert!(mid_tx.cmd("DATA").starts_with("354"));
+    mid_tx.send(b"Subject: second\r\n\r\nbody\r\n.\r\n");
+    assert!(mid_tx.read_reply().starts_with("250"));
+    assert_eq!(
+        mid_tx.read_reply(),
+        "421 4.3.2 proxy.example.test service shutting down\r\n"
+    );
+    let exited = poll(Duration::from_secs(7), || rf.exit_status());
+    assert_eq!(exited.map(|s| s.success()), Some(true));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "within drain + 1 s"
+    );
+    let rec = up.wait_until("two messages", |r| r.messages.len() == 2);
+    assert_eq!(
+        rec.messages.len(),
+        2,
+        "each accepted message delivered once"
+    );
+}
