@@ -600,9 +600,7 @@ impl Core {
         }
         // Content in progress is never ended for the client: closing the
         // upstream without an end of data makes it drop the transaction.
-        if !self.in_content() && self.pending.is_empty() && self.phase_is_command() {
-            self.to_upstream.extend_from_slice(b"QUIT\r\n");
-        }
+        self.leave_upstream();
         self.finish(EndReason::ClientClosed);
     }
 
@@ -622,43 +620,47 @@ impl Core {
 
     /// The client was idle past its deadline (F3).
     pub fn client_timeout(&mut self) {
-        if self.end.is_some() {
-            return;
-        }
-        self.to_client.extend_from_slice(
-            format!(
+        if self.end.is_none() {
+            let reply = format!(
                 "421 4.4.2 {} Error: timeout exceeded\r\n",
                 self.settings.hostname
-            )
-            .as_bytes(),
-        );
-        if self.phase_is_command() && self.pending.is_empty() {
-            self.to_upstream.extend_from_slice(b"QUIT\r\n");
-        } else {
-            self.close_upstream = true;
+            );
+            self.close_with(&reply, EndReason::ClientTimeout);
         }
-        self.finish(EndReason::ClientTimeout);
     }
 
     /// The service is shutting down (F6): tell the client, close.
     pub fn shutdown(&mut self) {
-        if self.end.is_some() {
-            return;
-        }
-        self.flush_pending_with(None);
-        self.to_client.extend_from_slice(
-            format!(
+        if self.end.is_none() {
+            self.flush_pending_with(None);
+            let reply = format!(
                 "421 4.3.2 {} service shutting down\r\n",
                 self.settings.hostname
-            )
-            .as_bytes(),
-        );
+            );
+            self.close_with(&reply, EndReason::Shutdown);
+        }
+    }
+
+    /// Sends `reply` (replyfix's own, complete with CRLF), leaves the
+    /// upstream, and ends the session.
+    fn close_with(&mut self, reply: &str, reason: EndReason) {
+        self.to_client.extend_from_slice(reply.as_bytes());
+        self.leave_upstream();
+        self.finish(reason);
+    }
+
+    /// Ends the upstream side: `QUIT` when it waits for a command and owes
+    /// no reply; otherwise a close without an end of data, so an open
+    /// transaction is dropped there (D2, T6). Never `QUIT` inside content.
+    fn leave_upstream(&mut self) {
+        if self.upstream_gone {
+            return;
+        }
         if self.phase_is_command() && self.pending.is_empty() {
             self.to_upstream.extend_from_slice(b"QUIT\r\n");
         } else {
             self.close_upstream = true;
         }
-        self.finish(EndReason::Shutdown);
     }
 
     /// No upstream reply within its deadline (F2, F3).
@@ -994,11 +996,7 @@ impl Core {
 
     /// Ends the session without a reply to the client.
     fn client_violation_quiet(&mut self, reason: EndReason) {
-        if self.pending.is_empty() && !self.in_transaction && !self.upstream_gone {
-            self.to_upstream.extend_from_slice(b"QUIT\r\n");
-        } else {
-            self.close_upstream = true;
-        }
+        self.leave_upstream();
         self.finish(reason);
     }
 
@@ -1076,9 +1074,7 @@ impl Core {
     }
 
     fn stop_reading_and_quit(&mut self, reason: EndReason) {
-        if !self.upstream_gone {
-            self.to_upstream.extend_from_slice(b"QUIT\r\n");
-        }
+        self.leave_upstream();
         self.finish(reason);
     }
 

@@ -105,14 +105,17 @@ pub async fn run(
     // Implicit TLS: the handshake comes first, within one deadline.
     let mut client = Conn::Plain(client);
     if ctx.implicit_tls {
-        match client_handshake(&mut client, &ctx).await {
+        let result = client_handshake(&mut client, &ctx).await;
+        ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
+        match result {
             Ok(info) => {
                 tls.client = Some(info);
                 core.set_client_tls_implicit();
             }
             Err(e) => {
                 tracing::info!(session = %id, client = %peer, error = %e, "client TLS handshake failed");
-                log_end(
+                end(
+                    &ctx,
                     &id,
                     peer,
                     "-",
@@ -346,23 +349,6 @@ pub async fn run(
     );
 }
 
-/// The session's last word: metrics and the session log line.
-#[allow(clippy::too_many_arguments)]
-fn end(
-    ctx: &SessionContext,
-    id: &str,
-    peer: SocketAddr,
-    server: &str,
-    core: &Core,
-    stats: &Stats,
-    tls: &LegTls,
-    reason: EndReason,
-    started: Instant,
-) {
-    ctx.metrics.session_ended(&ctx.listener, reason.as_str());
-    log_end(id, peer, server, core, stats, tls, reason, started);
-}
-
 fn reply_timeout(ctx: &SessionContext, wait: UpstreamWait) -> Duration {
     if wait == UpstreamWait::DataEnd {
         ctx.timeouts.data_end_reply
@@ -480,8 +466,10 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
     }
 }
 
+/// The session's last word: metrics and the session log line.
 #[allow(clippy::too_many_arguments)]
-fn log_end(
+fn end(
+    ctx: &SessionContext,
     id: &str,
     peer: SocketAddr,
     server: &str,
@@ -491,6 +479,7 @@ fn log_end(
     reason: EndReason,
     started: Instant,
 ) {
+    ctx.metrics.session_ended(&ctx.listener, reason.as_str());
     let show = |t: &Option<TlsInfo>| match t {
         Some(t) => format!(
             "{} {}{}",
