@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tracing_appender::non_blocking::WorkerGuard;
 
 use crate::config::{LogAddresses, LogFormat, Logging};
 use crate::smtp::escape::escape_capped;
@@ -55,7 +56,12 @@ impl AddressLog {
 /// Installs the global tracing subscriber. `format_override` (from the
 /// command line) wins over the configuration. `RUST_LOG` wins over the
 /// configured level.
-pub fn init(logging: &Logging, format_override: Option<LogFormat>) {
+///
+/// Records are written to stderr by a background thread, so a session never
+/// waits on the log's `write`; the writer blocks rather than drops when its
+/// queue is full (an audit record is never lost). Keep the returned guard
+/// alive until exit: dropping it flushes what is queued.
+pub fn init(logging: &Logging, format_override: Option<LogFormat>) -> WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&logging.level));
     let format = format_override.unwrap_or(logging.format);
@@ -64,9 +70,13 @@ pub fn init(logging: &Logging, format_override: Option<LogFormat>) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(!json && std::io::stderr().is_terminal())
+        .with_writer(writer);
     let result = if json {
         builder.json().flatten_event(true).try_init()
     } else {
@@ -74,6 +84,7 @@ pub fn init(logging: &Logging, format_override: Option<LogFormat>) {
     };
     // A subscriber may already be installed (tests); that is fine.
     let _ = result;
+    guard
 }
 
 #[cfg(test)]

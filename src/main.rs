@@ -280,7 +280,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         FormatArg::Text => LogFormat::Text,
         FormatArg::Json => LogFormat::Json,
     });
-    replyfix::logging::init(&config.logging, format);
+    let _log_guard = replyfix::logging::init(&config.logging, format);
     let source = RulesSource::from_config(&config);
     let rules = source
         .load()

@@ -556,21 +556,26 @@ fn reloading_every_50ms_under_load_drops_no_connection_f5() {
     );
     let pid = rf.pid();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let hupper = {
-        let stop = stop.clone();
+        let (stop, sent) = (stop.clone(), sent.clone());
         std::thread::spawn(move || {
-            let mut sent = 0;
             // Bounded: at most 200 reloads (10 s).
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 200 {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && sent.load(std::sync::atomic::Ordering::Relaxed) < 200
+            {
                 signal(pid, "-HUP");
-                sent += 1;
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(50));
             }
-            sent
         })
     };
     let mut completed = 0;
-    for i in 0..40 {
+    // Sessions until 20 reloads have been sent (bounded: 2,000 sessions).
+    for i in 0..2000 {
+        if sent.load(std::sync::atomic::Ordering::Relaxed) >= 20 && completed >= 40 {
+            break;
+        }
         let (mut c, greeting) = rf.connect_greeted();
         assert!(greeting.starts_with("220"), "session {i}: {greeting}");
         assert!(c.cmd("EHLO load.test").starts_with("250"), "session {i}");
@@ -581,11 +586,14 @@ fn reloading_every_50ms_under_load_drops_no_connection_f5() {
         completed += 1;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let reloads = hupper.join().unwrap();
-    assert_eq!(completed, 40);
-    assert!(reloads >= 5, "only {reloads} reloads happened");
+    hupper.join().unwrap();
+    let reloads = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(completed >= 40, "{completed} sessions");
+    assert!(reloads >= 20, "only {reloads} reloads sent");
+    std::thread::sleep(Duration::from_millis(300));
+    // Signals sent close together may be merged into one; most arrive.
     let ok = rf.records_with_message("rules reloaded").len();
-    assert!(ok >= 5, "{ok} reloads logged");
+    assert!(ok >= 10, "{ok} reloads logged of {reloads} sent");
 }
 
 #[test]

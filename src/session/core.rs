@@ -408,7 +408,11 @@ impl Core {
     /// True while part of a command line (or SASL line) has arrived and its
     /// end has not: the driver's whole-command deadline runs (R3).
     pub fn has_partial_line(&self) -> bool {
-        matches!(self.phase, Phase::Command | Phase::Sasl) && !self.client_buf.is_empty()
+        // Complete lines waiting behind the pipeline bound are not a slow
+        // client: the upstream's reply deadline covers that wait.
+        matches!(self.phase, Phase::Command | Phase::Sasl)
+            && !self.client_buf.is_empty()
+            && memchr::memchr(b'\n', &self.client_buf).is_none()
     }
 
     /// True while a message is being transferred (content or a BDAT chunk):

@@ -105,7 +105,7 @@ pub async fn run(
     // Implicit TLS: the handshake comes first, within one deadline.
     let mut client = Conn::Plain(client);
     if ctx.implicit_tls {
-        let result = client_handshake(&mut client, &ctx).await;
+        let result = Box::pin(client_handshake(&mut client, &ctx)).await;
         ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
         match result {
             Ok(info) => {
@@ -141,13 +141,15 @@ pub async fn run(
         local,
     };
     let connect_started = Instant::now();
-    let established = upstream::establish(
+    // Boxed: the setup's state (TLS connector, reply buffers) is large and
+    // must not stay in every idle session's future.
+    let established = Box::pin(upstream::establish(
         &ctx.upstream.servers,
         &ctx.upstream_tls,
         &ctx.helo,
         setup,
         who,
-    )
+    ))
     .await;
     let connect_secs = connect_started.elapsed().as_secs_f64();
     let (mut upstream, server) = match established {
@@ -234,7 +236,7 @@ pub async fn run(
         if core.take_start_client_tls() {
             // T1: the 220 is out and nothing was waiting in the core's
             // buffer; the raw stream goes to the acceptor.
-            let result = client_handshake(&mut client, &ctx).await;
+            let result = Box::pin(client_handshake(&mut client, &ctx)).await;
             ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
             match result {
                 Ok(info) => {
