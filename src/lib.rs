@@ -16,3 +16,6 @@ pub mod rules;
 pub mod server;
 pub mod session;
 pub mod smtp;
+pub mod tls;
+pub mod upstream;
+pub mod proxy;

@@ -32,6 +32,37 @@ enum FormatArg {
     Json,
 }
 
+/// Quick-start TLS flags, mirroring the configuration (without `-c`).
+#[derive(clap::Args)]
+struct QuickTls {
+    /// Client leg: certificate chain (PEM); enables STARTTLS.
+    #[arg(long, requires = "tls_key", conflicts_with = "config")]
+    tls_cert: Option<PathBuf>,
+    /// Client leg: private key (PEM).
+    #[arg(long, requires = "tls_cert", conflicts_with = "config")]
+    tls_key: Option<PathBuf>,
+    /// Client leg: TLS from the first byte (port 465 style) instead of STARTTLS.
+    #[arg(long, requires = "tls_cert", conflicts_with = "config")]
+    implicit_tls: bool,
+    /// Upstream leg TLS policy.
+    #[arg(long, value_enum, default_value = "may", conflicts_with = "config")]
+    upstream_tls: PolicyArg,
+    /// Upstream leg: CA bundle (PEM) for `verify` (system roots otherwise).
+    #[arg(long, conflicts_with = "config")]
+    upstream_ca: Option<PathBuf>,
+    /// Upstream leg: TLS from the first byte instead of STARTTLS.
+    #[arg(long, conflicts_with = "config")]
+    upstream_implicit_tls: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    None,
+    May,
+    Encrypt,
+    Verify,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the proxy.
@@ -54,6 +85,8 @@ enum Cmd {
         /// Report what rules would change without changing it.
         #[arg(long)]
         shadow: bool,
+        #[command(flatten)]
+        tls: QuickTls,
     },
     /// Validate a configuration and its rules; print a summary.
     Check {
@@ -105,7 +138,8 @@ fn main() -> ExitCode {
             rules,
             log_format,
             shadow,
-        } => serve(config, listen, upstream, rules, log_format, shadow),
+            tls,
+        } => serve(config, listen, upstream, rules, log_format, shadow, tls),
         Cmd::Check { config, rules } => check(config, rules),
         Cmd::Explain {
             rules,
@@ -162,11 +196,14 @@ fn serve(
     rules: Vec<PathBuf>,
     log_format: Option<FormatArg>,
     shadow: bool,
+    tls: QuickTls,
 ) -> Result<ExitCode> {
     let mut config = match config {
         Some(path) => Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None if !listen.is_empty() => {
-            Config::quick(listen, upstream).map_err(|e| anyhow::anyhow!("{e}"))?
+            let mut c = Config::quick(listen, upstream).map_err(|e| anyhow::anyhow!("{e}"))?;
+            apply_quick_tls(&mut c, tls);
+            c
         }
         None => bail!(
             "nothing to serve: give -c FILE, or --listen ADDR --upstream HOST:PORT (see `replyfix serve --help`)"
@@ -202,6 +239,30 @@ fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
+fn apply_quick_tls(config: &mut Config, tls: QuickTls) {
+    use replyfix::config::{ListenerTls, TlsPolicy};
+    if let (Some(cert), Some(key)) = (tls.tls_cert, tls.tls_key) {
+        for l in &mut config.listeners {
+            l.tls = Some(ListenerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                implicit: tls.implicit_tls,
+                require_tls: false,
+            });
+        }
+    }
+    for u in &mut config.upstreams {
+        u.tls.policy = match tls.upstream_tls {
+            PolicyArg::None => TlsPolicy::None,
+            PolicyArg::May => TlsPolicy::May,
+            PolicyArg::Encrypt => TlsPolicy::Encrypt,
+            PolicyArg::Verify => TlsPolicy::Verify,
+        };
+        u.tls.ca = tls.upstream_ca.clone();
+        u.tls.implicit = tls.upstream_implicit_tls;
+    }
+}
+
 /// Waits for SIGTERM/SIGINT; reloads rules on SIGHUP (F5: invalid rules
 /// change nothing).
 async fn run_until_signal(server: &Server, source: &RulesSource) {
@@ -220,6 +281,7 @@ async fn run_until_signal(server: &Server, source: &RulesSource) {
             _ = term.recv() => { tracing::info!("SIGTERM: draining"); return; }
             _ = int.recv() => { tracing::info!("SIGINT: draining"); return; }
             _ = hup.recv() => {
+                server.reload_certificates();
                 match source.load() {
                     Ok(rules) => {
                         tracing::info!(rules_version = %rules.version(), rules = rules.len(), "rules reloaded");

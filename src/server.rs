@@ -18,12 +18,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, ProxyProtocol};
 use crate::logging::AddressLog;
 use crate::rules::RuleSet;
 use crate::session::core::CoreSettings;
 use crate::session::{self, SessionContext};
 use crate::smtp::ReplyLimits;
+use crate::tls::{ServerTls, UpstreamTlsContext};
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,16 @@ pub enum ServeError {
     },
     #[error("listener '{listener}' names upstream '{upstream}', which is not configured")]
     UnknownUpstream { listener: String, upstream: String },
+    #[error("listener '{name}': TLS: {source}")]
+    ListenerTls {
+        name: String,
+        source: crate::tls::TlsError,
+    },
+    #[error("upstream '{name}': TLS: {source}")]
+    UpstreamTls {
+        name: String,
+        source: crate::tls::TlsError,
+    },
 }
 
 /// Where rules come from, so SIGHUP can read them again (F5).
@@ -140,6 +151,8 @@ impl Admission {
 pub struct Server {
     pub addresses: Vec<(String, SocketAddr)>,
     pub rules: Arc<ArcSwap<RuleSet>>,
+    /// Each TLS listener's certificate, for reloads.
+    certificates: Vec<(String, Arc<ServerTls>)>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     drain: Duration,
@@ -159,6 +172,7 @@ impl Server {
         let ids = Arc::new(AtomicU64::new(session_id_seed()));
         let mut tasks = JoinSet::new();
         let mut addresses = Vec::new();
+        let mut certificates = Vec::new();
         for l in &config.listeners {
             let upstream = config
                 .upstreams
@@ -168,6 +182,29 @@ impl Server {
                     listener: l.name.clone(),
                     upstream: l.upstream.clone(),
                 })?;
+            let server_tls = match &l.tls {
+                Some(t) => {
+                    let loaded = ServerTls::load(&t.cert, &t.key).map_err(|source| {
+                        ServeError::ListenerTls {
+                            name: l.name.clone(),
+                            source,
+                        }
+                    })?;
+                    let loaded = Arc::new(loaded);
+                    certificates.push((l.name.clone(), loaded.clone()));
+                    Some(loaded)
+                }
+                None => None,
+            };
+            let upstream_tls = UpstreamTlsContext::new(&upstream.tls).map_err(|source| {
+                ServeError::UpstreamTls {
+                    name: upstream.name.clone(),
+                    source,
+                }
+            })?;
+            let mut core = core_settings(config, &l.name, &upstream.name);
+            core.tls_offered = server_tls.is_some() && !l.tls.as_ref().is_some_and(|t| t.implicit);
+            core.require_tls = l.tls.as_ref().is_some_and(|t| t.require_tls);
             let listener =
                 TcpListener::bind(l.address)
                     .await
@@ -183,17 +220,29 @@ impl Server {
                 upstream: upstream.clone(),
                 timeouts: config.timeouts.clone(),
                 limits: config.limits.clone(),
-                core: core_settings(config, &l.name, &upstream.name),
+                core,
                 rules: rules.clone(),
                 addresses: AddressLog::new(
                     config.logging.log_addresses,
                     config.logging.hash_key.as_deref(),
                 ),
+                implicit_tls: l.tls.as_ref().is_some_and(|t| t.implicit),
+                server_tls,
+                upstream_tls,
+                helo: upstream
+                    .helo_name
+                    .clone()
+                    .unwrap_or_else(|| config.hostname.clone()),
+                forwarding: upstream.send_client_address,
             });
+            let proxy = l
+                .proxy_protocol
+                .map(|version| (version, l.trusted_proxies.clone()));
             tracing::info!(listener = %l.name, address = %bound, upstream = %upstream.name, "listening");
             tasks.spawn(accept_loop(
                 listener,
                 ctx,
+                proxy,
                 admission.clone(),
                 ids.clone(),
                 shutdown_rx.clone(),
@@ -202,6 +251,7 @@ impl Server {
         Ok(Server {
             addresses,
             rules,
+            certificates,
             shutdown,
             tasks,
             drain: config.timeouts.drain,
@@ -211,6 +261,22 @@ impl Server {
     /// Replaces the rules for new transactions (F5).
     pub fn swap_rules(&self, rules: RuleSet) {
         self.rules.store(Arc::new(rules));
+    }
+
+    /// Reads every listener's certificate again; a broken file keeps the
+    /// previous certificate (logged). Handshakes in flight are not touched.
+    pub fn reload_certificates(&self) -> usize {
+        let mut failed = 0;
+        for (name, tls) in &self.certificates {
+            match tls.reload() {
+                Ok(()) => tracing::info!(listener = %name, "certificate reloaded"),
+                Err(e) => {
+                    failed += 1;
+                    tracing::error!(listener = %name, error = %e, "certificate reload failed; the previous certificate stays in use");
+                }
+            }
+        }
+        failed
     }
 
     /// Stops accepting, lets sessions finish within the drain timeout (F6).
@@ -255,6 +321,8 @@ pub fn core_settings(config: &Config, listener: &str, upstream: &str) -> CoreSet
             max_reply: l.max_reply,
             ..ReplyLimits::default()
         },
+        tls_offered: false,
+        require_tls: false,
     }
 }
 
@@ -266,9 +334,13 @@ fn session_id_seed() -> u64 {
     (t & 0xffff_ffff) << 24
 }
 
+/// A listener's PROXY protocol setting: version and trusted peers.
+type ProxyIn = Option<(ProxyProtocol, Vec<ipnet::IpNet>)>;
+
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<SessionContext>,
+    proxy: ProxyIn,
     admission: Arc<Admission>,
     ids: Arc<AtomicU64>,
     mut shutdown: watch::Receiver<bool>,
@@ -291,22 +363,12 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                match admission.admit(peer.ip()) {
-                    Ok(slot) => {
-                        let id = format!("{:x}", ids.fetch_add(1, Ordering::Relaxed));
-                        let ctx = ctx.clone();
-                        let rx = shutdown.clone();
-                        sessions.spawn(async move {
-                            session::run(stream, peer, ctx, id, rx).await;
-                            drop(slot);
-                        });
-                    }
-                    Err(why) => {
-                        tracing::info!(client = %peer, reason = why, "connection refused");
-                        let host = ctx.core.hostname.clone();
-                        sessions.spawn(refuse(stream, host, why));
-                    }
-                }
+                let (ctx, admission, rx, proxy) =
+                    (ctx.clone(), admission.clone(), shutdown.clone(), proxy.clone());
+                let id = format!("{:x}", ids.fetch_add(1, Ordering::Relaxed));
+                sessions.spawn(async move {
+                    admit_and_run(stream, peer, ctx, admission, proxy, id, rx).await;
+                });
                 // Reap finished sessions so the set stays small.
                 while sessions.try_join_next().is_some() {}
             }
@@ -315,6 +377,44 @@ async fn accept_loop(
     drop(listener);
     // Sessions see the same shutdown signal and end between transactions.
     while sessions.join_next().await.is_some() {}
+}
+
+/// Reads the PROXY header when the listener expects one (the real client
+/// address then counts for limits, rules and logs), applies the session
+/// limits (R3), and runs the session.
+async fn admit_and_run(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<SessionContext>,
+    admission: Arc<Admission>,
+    proxy: ProxyIn,
+    id: String,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let client = match &proxy {
+        None => peer,
+        Some((version, trusted)) => {
+            let deadline = ctx.timeouts.tls_handshake;
+            match crate::proxy::read_header(&mut stream, peer, *version, trusted, deadline).await {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::info!(peer = %peer, reason = e.reason(), error = %e, "connection refused");
+                    return;
+                }
+            }
+        }
+    };
+    match admission.admit(client.ip()) {
+        Ok(slot) => {
+            session::run(stream, client, local, ctx, id, shutdown).await;
+            drop(slot);
+        }
+        Err(why) => {
+            tracing::info!(client = %client, reason = why, "connection refused");
+            refuse(stream, ctx.core.hostname.clone(), why).await;
+        }
+    }
 }
 
 async fn refuse(mut stream: TcpStream, host: String, why: &'static str) {

@@ -51,6 +51,11 @@ pub struct CoreSettings {
     /// forwards (D2 reject, F2 drain).
     pub max_drain: u64,
     pub reply_limits: ReplyLimits,
+    /// A certificate is configured: STARTTLS can be offered (T1).
+    pub tls_offered: bool,
+    /// Commands other than EHLO/HELO/STARTTLS/NOOP/RSET/QUIT need TLS first
+    /// (T5).
+    pub require_tls: bool,
 }
 
 impl CoreSettings {
@@ -70,6 +75,8 @@ impl CoreSettings {
             max_message_size: None,
             max_drain: 64 * 1024 * 1024,
             reply_limits: ReplyLimits::default(),
+            tls_offered: false,
+            require_tls: false,
         }
     }
 }
@@ -89,6 +96,8 @@ pub enum EndReason {
     UpstreamClosing,
     /// The upstream did not answer in time (F2, F3).
     UpstreamTimeout,
+    /// Upstream TLS was required and failed, or was attacked (T2, T4).
+    UpstreamTls,
     /// The upstream broke the reply grammar or the pairing (P2).
     UpstreamDesync,
     /// The client was idle too long (F3).
@@ -114,6 +123,7 @@ impl EndReason {
             EndReason::UpstreamLost => "upstream_lost",
             EndReason::UpstreamClosing => "upstream_421",
             EndReason::UpstreamTimeout => "upstream_timeout",
+            EndReason::UpstreamTls => "upstream_tls_unavailable",
             EndReason::UpstreamDesync => "upstream_desync",
             EndReason::ClientTimeout => "client_timeout",
             EndReason::ClientProtocol => "client_protocol_error",
@@ -184,6 +194,11 @@ enum Phase {
     Sasl,
     /// `BDAT n`: n opaque octets to forward (D5).
     Chunk { remaining: u64 },
+    /// STARTTLS accepted: nothing more is read in plaintext; the driver
+    /// hands the raw stream to the TLS acceptor (T1).
+    TlsGate,
+    /// XCLIENT sent before the client's first EHLO; wait for its reply.
+    XclientGate,
     /// Nothing more is read; the session is ending.
     Closing,
 }
@@ -194,6 +209,8 @@ enum Phase {
 enum Pending {
     Upstream(Outstanding),
     Local(Bytes),
+    /// The client's STARTTLS, answered once every earlier reply is out (T1).
+    StartTls,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +222,9 @@ struct Outstanding {
     silent: bool,
     /// For MAIL and RCPT: the envelope address, for the rewrite log (L3).
     address: Option<Bytes>,
+    /// For replyfix's XCLIENT: the client's EHLO/HELO line, forwarded once
+    /// the XCLIENT reply is in.
+    deferred: Option<Bytes>,
 }
 
 /// How the driver should wait for the upstream.
@@ -234,6 +254,15 @@ pub struct Core {
     to_upstream: BytesMut,
     events: Vec<Event>,
     // Session facts.
+    client_tls: bool,
+    upstream_tls: bool,
+    upstream_verified: bool,
+    /// After a TLS upgrade the client must EHLO again (T3).
+    need_ehlo: bool,
+    /// The driver must start the client-leg handshake now.
+    start_client_tls: bool,
+    /// `send_client_address: xclient`, not yet sent: the client's address.
+    xclient: Option<std::net::SocketAddr>,
     authenticated: bool,
     in_transaction: bool,
     recipients_accepted: u32,
@@ -263,6 +292,7 @@ impl Core {
             last_chunk: false,
             silent: false,
             address: None,
+            deferred: None,
         }));
         Core {
             settings,
@@ -277,6 +307,12 @@ impl Core {
             to_client: BytesMut::new(),
             to_upstream: BytesMut::new(),
             events: Vec::new(),
+            client_tls: false,
+            upstream_tls: false,
+            upstream_verified: false,
+            need_ehlo: false,
+            start_client_tls: false,
+            xclient: None,
             authenticated: false,
             in_transaction: false,
             recipients_accepted: 0,
@@ -329,7 +365,11 @@ impl Core {
     /// gates, pipeline bound, backpressure R2).
     pub fn wants_client_input(&self) -> bool {
         match self.phase {
-            Phase::DataGate | Phase::AuthGate | Phase::Closing => false,
+            Phase::DataGate
+            | Phase::AuthGate
+            | Phase::TlsGate
+            | Phase::XclientGate
+            | Phase::Closing => false,
             Phase::Command | Phase::Sasl => {
                 self.upstream_outstanding() < self.settings.max_pipeline
                     && self.client_buf.len() < self.settings.max_sasl_line + 2
@@ -367,6 +407,51 @@ impl Core {
             && !self.in_transaction
             && self.pending.is_empty()
             && self.client_buf.is_empty()
+    }
+
+    /// The client leg is TLS from the first byte (implicit TLS listener).
+    pub fn set_client_tls_implicit(&mut self) {
+        self.client_tls = true;
+    }
+
+    /// The upstream offers XCLIENT and the configuration asks for it: the
+    /// client's first EHLO/HELO is preceded by `XCLIENT ADDR=.. PORT=..`.
+    pub fn set_xclient(&mut self, client: std::net::SocketAddr) {
+        self.xclient = Some(client);
+    }
+
+    /// The upstream leg's TLS, set up by the driver before the greeting.
+    pub fn set_upstream_tls(&mut self, tls: bool, verified: bool) {
+        self.upstream_tls = tls;
+        self.upstream_verified = tls && verified;
+    }
+
+    /// True once: the `220` to STARTTLS has been queued for the client and
+    /// the driver must hand the raw stream to the TLS acceptor after
+    /// writing it (T1).
+    pub fn take_start_client_tls(&mut self) -> bool {
+        std::mem::take(&mut self.start_client_tls)
+    }
+
+    /// The client-leg handshake succeeded: forget the plaintext session
+    /// state; the client must EHLO again (T3).
+    pub fn client_tls_established(&mut self) {
+        self.client_tls = true;
+        self.need_ehlo = true;
+        self.authenticated = false;
+        self.end_transaction();
+        if matches!(self.phase, Phase::TlsGate) {
+            self.phase = Phase::Command;
+        }
+    }
+
+    /// The client-leg handshake failed: the connection is finished (T6).
+    pub fn client_tls_failed(&mut self) {
+        self.client_violation_quiet(EndReason::ClientProtocol);
+    }
+
+    pub fn client_tls(&self) -> bool {
+        self.client_tls
     }
 
     /// Facts for the session log line.
@@ -592,7 +677,12 @@ impl Core {
                 return;
             }
             match &mut self.phase {
-                Phase::Greeting | Phase::DataGate | Phase::AuthGate | Phase::Closing => return,
+                Phase::Greeting
+                | Phase::DataGate
+                | Phase::AuthGate
+                | Phase::TlsGate
+                | Phase::XclientGate
+                | Phase::Closing => return,
                 Phase::Command => {
                     if self.upstream_outstanding() >= self.settings.max_pipeline {
                         return; // R2: wait for replies before reading more.
@@ -733,10 +823,41 @@ impl Core {
                     "HTTP request on an SMTP port",
                 );
             }
-            Command::Starttls => {
-                // Until TLS on the client leg is configured, STARTTLS is never
-                // forwarded: the proxy would go blind (T1).
-                self.local_error(b"454 4.7.0 TLS not available\r\n");
+            Command::Starttls => self.on_starttls(),
+            _ if self.require_tls_first(&command) => {
+                // T5: the legitimate 530; it never meets the rules.
+                self.local_error(b"530 5.7.0 Must issue a STARTTLS command first\r\n");
+            }
+            _ if self.need_ehlo
+                && !matches!(
+                    command,
+                    Command::Ehlo | Command::Helo | Command::Quit | Command::Noop | Command::Rset
+                ) =>
+            {
+                // T3: after TLS, the client starts again with EHLO.
+                self.local_error(b"503 5.5.1 Error: send EHLO/HELO first\r\n");
+            }
+            Command::Ehlo | Command::Helo => {
+                self.need_ehlo = false;
+                if let Some(client) = self.xclient.take() {
+                    // The upstream learns the real client first; its reply
+                    // (a fresh 220) is for replyfix alone.
+                    let helo = line.splitn(2, |&b| b == b' ').nth(1).unwrap_or(b"");
+                    let esmtp = matches!(command, Command::Ehlo);
+                    let xclient = crate::proxy::xclient_line(client, helo, esmtp);
+                    self.to_upstream.extend_from_slice(&xclient);
+                    self.pending.push_back(Pending::Upstream(Outstanding {
+                        kind: CommandKind::Other,
+                        last_chunk: false,
+                        silent: true,
+                        address: None,
+                        deferred: Some(line),
+                    }));
+                    self.phase = Phase::XclientGate;
+                    return;
+                }
+                self.forward_line(&line);
+                self.push_upstream(command.kind(), false);
             }
             Command::BdatMalformed => {
                 self.client_violation(
@@ -782,6 +903,67 @@ impl Core {
         }
     }
 
+    /// T5: on a listener that requires TLS, only these commands are
+    /// allowed before it.
+    fn require_tls_first(&self, command: &Command<'_>) -> bool {
+        self.settings.require_tls
+            && !self.client_tls
+            && !matches!(
+                command,
+                Command::Ehlo
+                    | Command::Helo
+                    | Command::Starttls
+                    | Command::Noop
+                    | Command::Rset
+                    | Command::Quit
+            )
+    }
+
+    /// The client's STARTTLS (T1, T5). It is never forwarded: replyfix
+    /// terminates the client leg itself, or the proxy would go blind.
+    fn on_starttls(&mut self) {
+        if self.client_tls {
+            self.local_error(b"554 5.5.1 Error: TLS already active\r\n");
+        } else if !self.settings.tls_offered {
+            self.local_error(b"454 4.7.0 TLS not available\r\n");
+        } else {
+            self.phase = Phase::TlsGate;
+            if self.pending.is_empty() {
+                self.begin_starttls();
+            } else {
+                // Earlier pipelined replies go out first.
+                self.pending.push_back(Pending::StartTls);
+            }
+        }
+    }
+
+    /// Every earlier reply is out: answer `220` and let the driver hand the
+    /// raw stream to the acceptor. Bytes already waiting after the
+    /// STARTTLS line are command injection (T1, CVE-2011-0411): close.
+    fn begin_starttls(&mut self) {
+        if !self.client_buf.is_empty() {
+            self.client_buf.clear();
+            self.events.push(Event::ClientProtocolError(
+                "bytes after STARTTLS before the TLS handshake (command injection)".into(),
+            ));
+            self.client_violation_quiet(EndReason::ClientProtocol);
+            return;
+        }
+        self.to_client
+            .extend_from_slice(b"220 2.0.0 Ready to start TLS\r\n");
+        self.start_client_tls = true;
+    }
+
+    /// Ends the session without a reply to the client.
+    fn client_violation_quiet(&mut self, reason: EndReason) {
+        if self.pending.is_empty() && !self.in_transaction && !self.upstream_gone {
+            self.to_upstream.extend_from_slice(b"QUIT\r\n");
+        } else {
+            self.close_upstream = true;
+        }
+        self.finish(reason);
+    }
+
     fn forward_line(&mut self, line: &[u8]) {
         // A command line always goes out with CRLF, whatever the client used.
         self.to_upstream.extend_from_slice(line);
@@ -806,6 +988,7 @@ impl Core {
             last_chunk,
             silent: false,
             address,
+            deferred: None,
         }));
     }
 
@@ -874,7 +1057,9 @@ impl Core {
         self.emit_front_locals();
         let front = match self.pending.pop_front() {
             Some(Pending::Upstream(o)) => o,
-            Some(Pending::Local(_)) => unreachable!("emit_front_locals emptied the front"),
+            Some(Pending::Local(_) | Pending::StartTls) => {
+                unreachable!("emit_front_locals emptied the front")
+            }
             None => {
                 // P3: an unsolicited 421 is relayed, then both sides close.
                 if reply.code().get() == 421 {
@@ -888,6 +1073,20 @@ impl Core {
             }
         };
         if front.silent {
+            if let Some(line) = front.deferred {
+                if reply.code().get() != 220 {
+                    self.events.push(Event::UpstreamProtocolError(format!(
+                        "XCLIENT refused: {}",
+                        crate::smtp::escape::escape_capped(reply.raw(), 200)
+                    )));
+                }
+                let kind = classify(&line).kind();
+                self.forward_line(&line);
+                self.push_upstream(kind, false);
+                if matches!(self.phase, Phase::XclientGate) {
+                    self.phase = Phase::Command;
+                }
+            }
             self.flush_local();
             return;
         }
@@ -949,12 +1148,12 @@ impl Core {
     fn judge_and_edit(&mut self, front: &Outstanding, reply: Reply) -> Reply {
         let kind = front.kind;
         if matches!(kind, CommandKind::Ehlo) && reply.code().get() == 250 {
-            return ehlo::edit(&reply, drop_capability, &[]).unwrap_or(reply);
+            return self.edit_ehlo(&reply).unwrap_or(reply);
         }
         let facts = SessionFacts {
             command: kind,
-            client_tls: false,
-            upstream_tls: false,
+            client_tls: self.client_tls,
+            upstream_tls: self.upstream_tls,
             authenticated: self.authenticated,
             recipients_accepted: self.recipients_accepted,
             client: self.settings.client,
@@ -988,6 +1187,20 @@ impl Core {
                 if shadow { reply } else { new }
             }
         }
+    }
+
+    /// Edits the capability lines of an EHLO reply: STARTTLS offered iff the
+    /// client leg can still upgrade; REQUIRETLS only over a verified
+    /// upstream leg (T7); AUTH hidden until TLS where TLS is required (T5).
+    fn edit_ehlo(&self, reply: &Reply) -> Option<Reply> {
+        let hide_auth = self.settings.require_tls && !self.client_tls;
+        let verified = self.upstream_verified;
+        let drop = |k: &[u8]| {
+            always_dropped(k) || (k == b"REQUIRETLS" && !verified) || (k == b"AUTH" && hide_auth)
+        };
+        let offer = self.settings.tls_offered && !self.client_tls;
+        let add: &[&[u8]] = if offer { &[b"STARTTLS"] } else { &[] };
+        ehlo::edit(reply, drop, add)
     }
 
     /// Session and transaction state that a reply changes.
@@ -1065,9 +1278,18 @@ impl Core {
 
     /// Sends the local replies now at the front of the FIFO.
     fn emit_front_locals(&mut self) {
-        while let Some(Pending::Local(_)) = self.pending.front() {
-            if let Some(Pending::Local(bytes)) = self.pending.pop_front() {
-                self.to_client.extend_from_slice(&bytes);
+        loop {
+            match self.pending.front() {
+                Some(Pending::Local(_)) => {
+                    if let Some(Pending::Local(bytes)) = self.pending.pop_front() {
+                        self.to_client.extend_from_slice(&bytes);
+                    }
+                }
+                Some(Pending::StartTls) => {
+                    self.pending.pop_front();
+                    self.begin_starttls();
+                }
+                _ => return,
             }
         }
     }
@@ -1106,7 +1328,7 @@ impl Core {
                         self.to_client.extend_from_slice(r);
                     }
                 }
-                Pending::Upstream(_) => {}
+                Pending::Upstream(_) | Pending::StartTls => {}
             }
         }
     }
@@ -1129,15 +1351,12 @@ fn envelope_address(line: &[u8]) -> Option<Bytes> {
     Some(Bytes::copy_from_slice(&line[start..start + len]))
 }
 
-/// Capabilities replyfix removes from the upstream's EHLO reply: STARTTLS
-/// (replyfix handles each leg's TLS itself, T1), REQUIRETLS (T7: the
-/// upstream leg is not verified TLS), and XCLIENT/XFORWARD (they let a
-/// client claim another address to a relay that trusts replyfix).
-fn drop_capability(keyword: &[u8]) -> bool {
-    matches!(
-        keyword,
-        b"STARTTLS" | b"REQUIRETLS" | b"XCLIENT" | b"XFORWARD"
-    )
+/// Capabilities replyfix always removes from the upstream's EHLO reply:
+/// STARTTLS (replyfix handles each leg's TLS itself, T1) and XCLIENT/XFORWARD
+/// (they let a client claim another address to a relay that trusts
+/// replyfix).
+fn always_dropped(keyword: &[u8]) -> bool {
+    matches!(keyword, b"STARTTLS" | b"XCLIENT" | b"XFORWARD")
 }
 
 #[cfg(test)]
@@ -1617,5 +1836,127 @@ mod tests {
         assert!(!s.core.wants_client_input());
         s.upstream(b"250 ok\r\n");
         assert_eq!(s.take().1, "NOOP\r\n");
+    }
+
+    fn tls_session(require_tls: bool) -> Script {
+        let mut settings = CoreSettings::for_tests();
+        settings.tls_offered = true;
+        settings.require_tls = require_tls;
+        let mut s = Script::with(settings);
+        s.upstream(b"220 up\r\n");
+        s.client(b"EHLO c\r\n");
+        s.upstream(b"250-up\r\n250-AUTH PLAIN\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
+        s
+    }
+
+    #[test]
+    fn starttls_is_offered_when_a_certificate_is_configured_t1() {
+        let mut s = tls_session(false);
+        let (c, _) = s.take();
+        assert!(
+            c.ends_with("250-up\r\n250-AUTH PLAIN\r\n250-8BITMIME\r\n250 STARTTLS\r\n"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn starttls_is_answered_by_replyfix_and_never_forwarded_t1() {
+        let mut s = tls_session(false);
+        s.take();
+        s.client(b"STARTTLS\r\n");
+        let (c, up) = s.take();
+        assert_eq!(c, "220 2.0.0 Ready to start TLS\r\n");
+        assert_eq!(up, "");
+        assert!(s.core.take_start_client_tls());
+        assert!(!s.core.wants_client_input());
+    }
+
+    #[test]
+    fn bytes_after_starttls_are_injection_and_close_t1() {
+        let mut s = tls_session(false);
+        s.take();
+        s.client(b"STARTTLS\r\nRSET\r\n");
+        let (c, up) = s.take();
+        assert_eq!(c, "", "no 220, and never a reply to RSET");
+        assert!(!up.contains("RSET"));
+        assert!(!s.core.take_start_client_tls());
+        assert_eq!(s.core.end_reason(), Some(EndReason::ClientProtocol));
+    }
+
+    #[test]
+    fn pipelined_starttls_waits_for_earlier_replies_t1() {
+        let mut s = tls_session(false);
+        s.take();
+        s.client(b"NOOP\r\nSTARTTLS\r\n");
+        assert_eq!(s.take(), (String::new(), "NOOP\r\n".to_string()));
+        assert!(!s.core.take_start_client_tls());
+        s.upstream(b"250 ok\r\n");
+        assert_eq!(s.take().0, "250 ok\r\n220 2.0.0 Ready to start TLS\r\n");
+        assert!(s.core.take_start_client_tls());
+    }
+
+    #[test]
+    fn after_tls_the_client_must_ehlo_again_t3() {
+        let mut s = tls_session(false);
+        s.client(b"STARTTLS\r\n");
+        assert!(s.core.take_start_client_tls());
+        s.core.client_tls_established();
+        s.take();
+        s.client(b"MAIL FROM:<a@x>\r\n");
+        let (c, up) = s.take();
+        assert_eq!(c, "503 5.5.1 Error: send EHLO/HELO first\r\n");
+        assert_eq!(up, "");
+        s.client(b"EHLO c\r\n");
+        assert_eq!(s.take().1, "EHLO c\r\n");
+        s.upstream(b"250-up\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n");
+        assert_eq!(
+            s.take().0,
+            "250-up\r\n250 AUTH PLAIN\r\n",
+            "no STARTTLS inside TLS"
+        );
+        s.client(b"STARTTLS\r\n");
+        assert_eq!(s.take().0, "554 5.5.1 Error: TLS already active\r\n");
+    }
+
+    #[test]
+    fn require_tls_hides_auth_and_answers_the_legitimate_530_t5() {
+        let mut s = tls_session(true);
+        let (c, _) = s.take();
+        assert!(!c.contains("AUTH"), "{c}");
+        s.client(b"MAIL FROM:<a@x>\r\nAUTH PLAIN AGEAYg==\r\n");
+        let (c, up) = s.take();
+        assert_eq!(
+            c,
+            "530 5.7.0 Must issue a STARTTLS command first\r\n530 5.7.0 Must issue a STARTTLS command first\r\n"
+        );
+        assert_eq!(up, "", "nothing goes upstream before TLS");
+        assert!(s.rewrites() == 0);
+    }
+
+    #[test]
+    fn requiretls_is_kept_only_over_a_verified_upstream_t7() {
+        for (verified, kept) in [(false, false), (true, true)] {
+            let mut s = Script::new();
+            s.core.set_upstream_tls(true, verified);
+            s.upstream(b"220 up\r\n");
+            s.client(b"EHLO c\r\n");
+            s.take();
+            s.upstream(b"250-up\r\n250 REQUIRETLS\r\n");
+            assert_eq!(s.take().0.contains("REQUIRETLS"), kept);
+        }
+    }
+
+    #[test]
+    fn starttls_on_implicit_tls_is_already_active_t5() {
+        let mut s = Script::new();
+        s.core.set_upstream_tls(true, false);
+        s.core.set_client_tls_implicit();
+        assert!(s.core.client_tls());
+        s.upstream(b"220 up\r\n");
+        s.client(b"STARTTLS\r\n");
+        assert_eq!(
+            s.take().0,
+            "220 up\r\n554 5.5.1 Error: TLS already active\r\n"
+        );
     }
 }

@@ -1,16 +1,18 @@
 //! One relayed SMTP session: the async driver around [`core::Core`].
 //!
-//! The driver owns the two sockets, the deadlines and the write side of
-//! backpressure; every protocol decision is the core's. Each loop turn
-//! writes what the core produced (all of it, so a slow reader holds back the
-//! other side: R2), logs the core's events, then waits for whichever comes
-//! first: bytes from the upstream, bytes from the client (only while the
-//! core wants them: the DATA and AUTH gates, D4/P4), a deadline (F3, R3), or
-//! shutdown (F6).
+//! The driver owns the two connections, the deadlines, the TLS handshakes
+//! and the write side of backpressure; every protocol decision is the
+//! core's. Each loop turn writes what the core produced (all of it, so a
+//! slow reader holds back the other side: R2), logs the core's events,
+//! starts a client-leg handshake when the core asks (T1), then waits for
+//! whichever comes first: bytes from the upstream, bytes from the client
+//! (only while the core wants them: the DATA, AUTH and STARTTLS gates), a
+//! deadline (F3, R3), or shutdown (F6).
 //!
 //! It must never decide what a byte means, never log message content or
 //! SASL data (L1, L2), and never wait without a deadline.
 
+pub mod conn;
 pub mod core;
 
 use std::net::SocketAddr;
@@ -19,21 +21,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_rustls::TlsAcceptor;
 
+use self::conn::{Conn, ReadOutcome};
 use self::core::{Core, CoreSettings, EndReason, Event, UpstreamWait};
-use crate::config::{Limits, Timeouts, UpstreamConfig};
+use crate::config::{ClientAddressForwarding, Limits, Timeouts, UpstreamConfig};
 use crate::logging::AddressLog;
 use crate::rules::RuleSet;
 use crate::smtp::escape::escape;
-
-/// Size of one read from either socket. The buffer lives on the stack for
-/// the duration of one read only, so an idle session holds none.
-const READ_CHUNK: usize = 16 * 1024;
+use crate::tls::{ServerTls, TlsInfo, UpstreamTlsContext};
+use crate::upstream::{self, ClientAddress, SetupTimeouts, UpstreamFailure};
 
 /// What every session of one listener shares.
 pub struct SessionContext {
@@ -45,47 +45,32 @@ pub struct SessionContext {
     pub core: CoreSettings,
     pub rules: Arc<ArcSwap<RuleSet>>,
     pub addresses: AddressLog,
+    /// The client leg's certificate, when TLS is configured.
+    pub server_tls: Option<Arc<ServerTls>>,
+    /// TLS from the first byte on the client leg (port 465 style).
+    pub implicit_tls: bool,
+    pub upstream_tls: UpstreamTlsContext,
+    /// The name replyfix sends in its own EHLO to the upstream.
+    pub helo: String,
+    /// How the upstream learns the client's address.
+    pub forwarding: ClientAddressForwarding,
 }
 
-/// Connects to the upstream's servers in order (failover), each within the
-/// connect timeout. Returns the stream and the server it reached.
-pub async fn connect_upstream(
-    servers: &[String],
-    connect_timeout: Duration,
-) -> Result<(TcpStream, String), String> {
-    let mut last = String::from("no servers configured");
-    for server in servers {
-        let attempt = async {
-            let addrs = tokio::net::lookup_host(server.as_str())
-                .await
-                .map_err(|e| format!("{server}: cannot resolve: {e}"))?;
-            let mut err = format!("{server}: no address");
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => err = format!("{server} ({addr}): {e}"),
-                }
-            }
-            Err(err)
-        };
-        match timeout(connect_timeout, attempt).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok((stream, server.clone()));
-            }
-            Ok(Err(e)) => last = e,
-            Err(_) => last = format!("{server}: connect timed out after {connect_timeout:?}"),
-        }
-        tracing::warn!(upstream = %server, error = %escape(last.as_bytes()), "upstream server unreachable, trying the next");
-    }
-    Err(last)
+/// TLS facts for the session log line.
+#[derive(Default)]
+struct LegTls {
+    client: Option<TlsInfo>,
+    upstream: Option<TlsInfo>,
 }
 
 /// Runs one session to its end. Never panics: a panic inside the core ends
 /// this session with `451 4.3.0` (F4).
+/// `peer` is the client's real address (after a PROXY header, if any);
+/// `local` the address it connected to.
 pub async fn run(
     client: TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     ctx: Arc<SessionContext>,
     id: String,
     mut shutdown: watch::Receiver<bool>,
@@ -95,29 +80,71 @@ pub async fn run(
     let mut settings = ctx.core.clone();
     settings.client = Some(peer.ip());
     let mut core = Core::new(settings, ctx.rules.clone());
-    let (cr, mut cw) = client.into_split();
     let mut stats = Stats::default();
+    let mut tls = LegTls::default();
 
-    let upstream = connect_upstream(&ctx.upstream.servers, ctx.timeouts.upstream_connect).await;
-    let (mut ur, mut uw, server) = match upstream {
-        Ok((stream, server)) => {
-            let (r, w) = stream.into_split();
-            (Some(r), Some(w), server)
+    // Implicit TLS: the handshake comes first, within one deadline.
+    let mut client = Conn::Plain(client);
+    if ctx.implicit_tls {
+        match client_handshake(&mut client, &ctx).await {
+            Ok(info) => {
+                tls.client = Some(info);
+                core.set_client_tls_implicit();
+            }
+            Err(e) => {
+                tracing::info!(session = %id, client = %peer, error = %e, "client TLS handshake failed");
+                log_end(
+                    &id,
+                    peer,
+                    "-",
+                    &core,
+                    &stats,
+                    &tls,
+                    EndReason::ClientProtocol,
+                    started,
+                );
+                return;
+            }
+        }
+    }
+
+    let setup = SetupTimeouts {
+        connect: ctx.timeouts.upstream_connect,
+        reply: ctx.timeouts.upstream_reply,
+        handshake: ctx.timeouts.tls_handshake,
+    };
+    let who = ClientAddress {
+        forwarding: ctx.forwarding,
+        client: peer,
+        local,
+    };
+    let established =
+        upstream::establish(&ctx.upstream.servers, &ctx.upstream_tls, &ctx.helo, setup, who)
+            .await;
+    let (mut upstream, server) = match established {
+        Ok(est) => {
+            let verified = est.tls.as_ref().is_some_and(|t| t.verified);
+            core.set_upstream_tls(est.tls.is_some(), verified);
+            if est.xclient {
+                core.set_xclient(peer);
+            }
+            tls.upstream = est.tls;
+            if !est.greeting.is_empty() {
+                stats.from_upstream += est.greeting.len() as u64;
+                guard(&mut core, |c| c.upstream_data(&est.greeting));
+            }
+            (est.conn, est.server)
         }
         Err(e) => {
-            tracing::warn!(session = %id, error = %escape(e.as_bytes()), "upstream unavailable");
-            core.upstream_unavailable();
-            let out = core.take_to_client();
-            let _ = timeout(Duration::from_secs(10), cw.write_all(&out)).await;
-            log_end(
-                &id,
-                peer,
-                "-",
-                &core,
-                &stats,
-                EndReason::UpstreamUnavailable,
-                started,
-            );
+            tracing::warn!(session = %id, error = %escape(e.to_string().as_bytes()), "upstream unavailable");
+            let reply = e.client_reply(&ctx.core.hostname);
+            let _ = timeout(Duration::from_secs(10), client.write_all(reply.as_bytes())).await;
+            client.shutdown().await;
+            let reason = match e {
+                UpstreamFailure::Unreachable(_) => EndReason::UpstreamUnavailable,
+                UpstreamFailure::TlsUnavailable(_) => EndReason::UpstreamTls,
+            };
+            log_end(&id, peer, "-", &core, &stats, &tls, reason, started);
             return;
         }
     };
@@ -131,20 +158,17 @@ pub async fn run(
     let reason = loop {
         // 1. Write what the core produced, upstream first.
         let up = core.take_to_upstream();
-        if !up.is_empty()
-            && let Some(w) = uw.as_mut()
-        {
-            let res = timeout(ctx.timeouts.upstream_reply, w.write_all(&up)).await;
+        if !up.is_empty() && upstream.is_open() {
+            let res = timeout(ctx.timeouts.upstream_reply, upstream.write_all(&up)).await;
             stats.to_upstream += up.len() as u64;
             if !matches!(res, Ok(Ok(()))) {
-                uw = None;
-                ur = None;
+                upstream = Conn::Gone;
                 guard(&mut core, |c| c.upstream_eof());
             }
         }
         let out = core.take_to_client();
         if !out.is_empty() {
-            let res = timeout(ctx.timeouts.client_idle, cw.write_all(&out)).await;
+            let res = timeout(ctx.timeouts.client_idle, client.write_all(&out)).await;
             stats.to_client += out.len() as u64;
             if !matches!(res, Ok(Ok(()))) {
                 guard(&mut core, |c| c.client_eof());
@@ -155,11 +179,23 @@ pub async fn run(
         for event in core.take_events() {
             log_event(&id, peer, &server, &ctx, &event);
         }
-        if core.upstream_must_close() && uw.is_some() {
-            if let Some(mut w) = uw.take() {
-                let _ = w.shutdown().await;
+        if core.upstream_must_close() && upstream.is_open() {
+            upstream.shutdown().await;
+        }
+        if core.take_start_client_tls() {
+            // T1: the 220 is out and nothing was waiting in the core's
+            // buffer; the raw stream goes to the acceptor.
+            match client_handshake(&mut client, &ctx).await {
+                Ok(info) => {
+                    tls.client = Some(info);
+                    guard(&mut core, |c| c.client_tls_established());
+                }
+                Err(e) => {
+                    tracing::info!(session = %id, client = %peer, error = %e, "client TLS handshake failed");
+                    guard(&mut core, |c| c.client_tls_failed());
+                }
             }
-            ur = None;
+            continue;
         }
         if let Some(reason) = core.end_reason() {
             if !core.has_output() {
@@ -177,19 +213,13 @@ pub async fn run(
         upstream_deadline = match (wait, upstream_deadline) {
             (UpstreamWait::Idle, _) => None,
             (w, Some((prev, at))) if prev == w => Some((w, at)),
-            (w, _) => {
-                let d = if w == UpstreamWait::DataEnd {
-                    ctx.timeouts.data_end_reply
-                } else {
-                    ctx.timeouts.upstream_reply
-                };
-                Some((w, Instant::now() + d))
-            }
+            (w, _) => Some((w, Instant::now() + reply_timeout(&ctx, w))),
         };
         let read_client = core.wants_client_input();
         let client_timer = read_client && wait == UpstreamWait::Idle || core.in_content();
         let next_client_deadline = client_deadline.min(lifetime_end);
         let far = Instant::now() + Duration::from_secs(86400);
+        let read_upstream = upstream.is_open();
 
         // 3. Wait for the first thing to happen.
         tokio::select! {
@@ -199,25 +229,24 @@ pub async fn run(
                     shutting_down = true;
                 }
             }
-            r = readable(ur.as_ref()), if ur.is_some() => {
+            r = upstream.read_some(), if read_upstream => {
                 match r {
                     ReadOutcome::Data(buf) => {
                         stats.from_upstream += buf.len() as u64;
                         guard(&mut core, |c| c.upstream_data(&buf));
                         if let Some((w, _)) = upstream_deadline {
                             // Any reply bytes restart the reply timer.
-                            upstream_deadline = Some((w, Instant::now() + if w == UpstreamWait::DataEnd { ctx.timeouts.data_end_reply } else { ctx.timeouts.upstream_reply }));
+                            upstream_deadline = Some((w, Instant::now() + reply_timeout(&ctx, w)));
                         }
                     }
                     ReadOutcome::Eof => {
-                        ur = None;
-                        uw = None;
+                        upstream = Conn::Gone;
                         guard(&mut core, |c| c.upstream_eof());
                     }
-                    ReadOutcome::WouldBlock => {}
+                    ReadOutcome::Nothing => {}
                 }
             }
-            r = readable(Some(&cr)), if read_client => {
+            r = client.read_some(), if read_client => {
                 match r {
                     ReadOutcome::Data(buf) => {
                         stats.from_client += buf.len() as u64;
@@ -236,7 +265,7 @@ pub async fn run(
                     ReadOutcome::Eof => {
                         guard(&mut core, |c| c.client_eof());
                     }
-                    ReadOutcome::WouldBlock => {}
+                    ReadOutcome::Nothing => {}
                 }
             }
             _ = sleep_until(upstream_deadline.map(|(_, at)| at).unwrap_or(far)), if upstream_deadline.is_some() => {
@@ -250,11 +279,38 @@ pub async fn run(
             }
         }
     };
-    if let Some(mut w) = uw.take() {
-        let _ = w.shutdown().await;
+    upstream.shutdown().await;
+    client.shutdown().await;
+    log_end(&id, peer, &server, &core, &stats, &tls, reason, started);
+}
+
+fn reply_timeout(ctx: &SessionContext, wait: UpstreamWait) -> Duration {
+    if wait == UpstreamWait::DataEnd {
+        ctx.timeouts.data_end_reply
+    } else {
+        ctx.timeouts.upstream_reply
     }
-    let _ = cw.shutdown().await;
-    log_end(&id, peer, &server, &core, &stats, reason, started);
+}
+
+/// The client-leg TLS handshake on the raw stream, within one deadline
+/// (TLS 1.2 and 1.3 only).
+async fn client_handshake(client: &mut Conn, ctx: &SessionContext) -> Result<TlsInfo, String> {
+    let Some(server_tls) = &ctx.server_tls else {
+        return Err("no certificate configured".into());
+    };
+    let Some(tcp) = client.take_plain() else {
+        return Err("the client leg is not plain TCP".into());
+    };
+    let acceptor = TlsAcceptor::from(server_tls.config());
+    match timeout(ctx.timeouts.tls_handshake, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let info = TlsInfo::from_common(stream.get_ref().1, false);
+            *client = Conn::ServerTls(Box::new(stream));
+            Ok(info)
+        }
+        Ok(Err(e)) => Err(format!("handshake failed: {e}")),
+        Err(_) => Err("handshake deadline exceeded".into()),
+    }
 }
 
 /// True when a transfer has run long enough to judge and is slower than the
@@ -272,33 +328,6 @@ fn guard(core: &mut Core, f: impl FnOnce(&mut Core)) {
     if catch_unwind(AssertUnwindSafe(|| f(core))).is_err() {
         tracing::error!("internal error in session core; ending the session");
         core.internal_error();
-    }
-}
-
-enum ReadOutcome {
-    Data(Vec<u8>),
-    Eof,
-    WouldBlock,
-}
-
-/// Waits until the socket is readable, then reads what is there. The read
-/// buffer exists only inside this call (an idle session holds no buffer).
-async fn readable(half: Option<&OwnedReadHalf>) -> ReadOutcome {
-    let Some(half) = half else {
-        return std::future::pending().await;
-    };
-    if half.readable().await.is_err() {
-        return ReadOutcome::Eof;
-    }
-    let mut buf = vec![0u8; READ_CHUNK];
-    match half.try_read(&mut buf) {
-        Ok(0) => ReadOutcome::Eof,
-        Ok(n) => {
-            buf.truncate(n);
-            ReadOutcome::Data(buf)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
-        Err(_) => ReadOutcome::Eof,
     }
 }
 
@@ -364,22 +393,33 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn log_end(
     id: &str,
     peer: SocketAddr,
     server: &str,
     core: &Core,
     stats: &Stats,
+    tls: &LegTls,
     reason: EndReason,
     started: Instant,
 ) {
+    let show = |t: &Option<TlsInfo>| match t {
+        Some(t) => format!(
+            "{} {}{}",
+            t.version,
+            t.cipher,
+            if t.verified { " verified" } else { "" }
+        ),
+        None => "none".to_string(),
+    };
     tracing::info!(
         target: "replyfix::session",
         session = %id,
         client = %peer,
         upstream = %escape(server.as_bytes()),
-        client_tls = false,
-        upstream_tls = false,
+        client_tls = %show(&tls.client),
+        upstream_tls = %show(&tls.upstream),
         auth = core.auth_summary(),
         transactions = core.transactions,
         rewrites = core.rewrites,

@@ -1,0 +1,438 @@
+//! Connecting to the upstream: failover across its servers, and the
+//! upstream leg's TLS (PROTOCOL.md T2, T4, T6) set up right after the
+//! greeting, before any client command is relayed.
+//!
+//! Under `may`, `encrypt` and `verify` replyfix sends its own `EHLO` and
+//! `STARTTLS` after a `220` greeting and hands the socket to the TLS
+//! connector. Any failure under `encrypt`/`verify` ends in
+//! [`UpstreamFailure::TlsUnavailable`], so nothing the client sends ever goes
+//! to the upstream in plaintext; under `may` it falls back to plain,
+//! reconnecting when the socket saw a TLS error (T6). Bytes the upstream
+//! sends after its `220` to STARTTLS are response injection (T2): abort.
+//!
+//! Never relays client bytes; the session core does that afterwards.
+
+use std::time::Duration;
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{ClientAddressForwarding, TlsPolicy};
+use crate::session::conn::Conn;
+use crate::smtp::{Reply, ReplyParser, ehlo};
+use crate::tls::{TlsInfo, UpstreamTlsContext};
+
+/// Deadlines for setting up the upstream.
+#[derive(Clone, Copy, Debug)]
+pub struct SetupTimeouts {
+    pub connect: Duration,
+    pub reply: Duration,
+    pub handshake: Duration,
+}
+
+/// A connected upstream, ready for the session core.
+pub struct Established {
+    pub conn: Conn,
+    /// The server (as configured) that answered.
+    pub server: String,
+    /// Bytes already read from the upstream (its greeting, when STARTTLS
+    /// was negotiated): feed them to the core first.
+    pub greeting: Vec<u8>,
+    pub tls: Option<TlsInfo>,
+    /// `send_client_address: xclient` and the upstream offers XCLIENT: the
+    /// core sends it before the client's first EHLO.
+    pub xclient: bool,
+}
+
+/// Who the client is, for `send_client_address`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddress {
+    pub forwarding: ClientAddressForwarding,
+    /// The client's real address (after any PROXY header in).
+    pub client: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+}
+
+/// Why no usable upstream connection could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// No server accepted a connection (F2: `421 4.4.1`).
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    /// TLS was required and failed, or the upstream injected bytes (T2, T4:
+    /// `421 4.7.0`).
+    #[error("upstream TLS unavailable: {0}")]
+    TlsUnavailable(String),
+}
+
+impl UpstreamFailure {
+    /// The client's greeting for this failure.
+    pub fn client_reply(&self, hostname: &str) -> String {
+        match self {
+            UpstreamFailure::Unreachable(_) => {
+                format!("421 4.4.1 {hostname} upstream unavailable, try again later\r\n")
+            }
+            UpstreamFailure::TlsUnavailable(_) => {
+                format!("421 4.7.0 {hostname} upstream TLS unavailable, try again later\r\n")
+            }
+        }
+    }
+}
+
+/// What went wrong with STARTTLS on one connection.
+enum TlsStep {
+    /// The upstream cannot do TLS on this connection; plain is possible on
+    /// the same socket (no TLS byte was exchanged).
+    NotOffered(String, Conn, Vec<u8>, bool),
+    /// The socket is unusable (TLS error, protocol error): under `may`,
+    /// reconnect in plain.
+    Broken(String),
+    /// An attack or a hard failure: never fall back.
+    Abort(String),
+}
+
+/// Connects to the first reachable server and sets up TLS per policy.
+pub async fn establish(
+    servers: &[String],
+    tls: &UpstreamTlsContext,
+    helo: &str,
+    t: SetupTimeouts,
+    who: ClientAddress,
+) -> Result<Established, UpstreamFailure> {
+    let mut est = establish_tls(servers, tls, helo, t, who).await?;
+    if who.forwarding == ClientAddressForwarding::Xclient && !est.xclient {
+        tracing::warn!(upstream = %est.server, "upstream does not offer XCLIENT; it sees replyfix's address, not the client's");
+    }
+    est.xclient &= who.forwarding == ClientAddressForwarding::Xclient;
+    Ok(est)
+}
+
+async fn establish_tls(
+    servers: &[String],
+    tls: &UpstreamTlsContext,
+    helo: &str,
+    t: SetupTimeouts,
+    who: ClientAddress,
+) -> Result<Established, UpstreamFailure> {
+    let mut last = String::from("no servers configured");
+    let probe = who.forwarding == ClientAddressForwarding::Xclient;
+    for server in servers {
+        let tcp = match connect(server, t.connect, who).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(upstream = %server, error = %e, "upstream server unreachable, trying the next");
+                last = e;
+                continue;
+            }
+        };
+        match tls.policy {
+            TlsPolicy::None if probe => {
+                let mut tcp = tcp;
+                return probe_plain(&mut tcp, helo, t)
+                    .await
+                    .map(|(greeting, xclient)| Established {
+                        xclient,
+                        ..plain(tcp, server, greeting)
+                    })
+                    .map_err(UpstreamFailure::Unreachable);
+            }
+            TlsPolicy::None => return Ok(plain(tcp, server, Vec::new())),
+            _ if tls.implicit => {
+                let mut est = implicit(tcp, server, tls, t)
+                    .await
+                    .map_err(UpstreamFailure::TlsUnavailable)?;
+                if probe && let Conn::ClientTls(stream) = &mut est.conn {
+                    let (greeting, xclient) = probe_plain(stream.as_mut(), helo, t)
+                        .await
+                        .map_err(UpstreamFailure::Unreachable)?;
+                    est.greeting = greeting;
+                    est.xclient = xclient;
+                }
+                return Ok(est);
+            }
+            policy => match starttls(tcp, server, tls, helo, t).await {
+                Ok(est) => return Ok(est),
+                Err(TlsStep::Abort(why)) => return Err(UpstreamFailure::TlsUnavailable(why)),
+                Err(TlsStep::NotOffered(why, conn, greeting, xclient)) => {
+                    if policy != TlsPolicy::May {
+                        return Err(UpstreamFailure::TlsUnavailable(why));
+                    }
+                    tracing::info!(upstream = %server, reason = %why, "upstream TLS not available; continuing in plaintext (policy may)");
+                    return Ok(Established {
+                        conn,
+                        server: server.clone(),
+                        greeting,
+                        tls: None,
+                        xclient,
+                    });
+                }
+                Err(TlsStep::Broken(why)) => {
+                    if policy != TlsPolicy::May {
+                        return Err(UpstreamFailure::TlsUnavailable(why));
+                    }
+                    tracing::warn!(upstream = %server, reason = %why, "upstream TLS failed; reconnecting in plaintext (policy may)");
+                    // T6: never read plaintext from a socket that saw TLS.
+                    match connect(server, t.connect, who).await {
+                        Ok(mut tcp) if probe => {
+                            let (greeting, xclient) = probe_plain(&mut tcp, helo, t)
+                                .await
+                                .map_err(UpstreamFailure::Unreachable)?;
+                            return Ok(Established {
+                                xclient,
+                                ..plain(tcp, server, greeting)
+                            });
+                        }
+                        Ok(tcp) => return Ok(plain(tcp, server, Vec::new())),
+                        Err(e) => last = e,
+                    }
+                }
+            },
+        }
+    }
+    Err(UpstreamFailure::Unreachable(last))
+}
+
+fn plain(tcp: TcpStream, server: &str, greeting: Vec<u8>) -> Established {
+    Established {
+        conn: Conn::Plain(tcp),
+        server: server.to_string(),
+        greeting,
+        tls: None,
+        xclient: false,
+    }
+}
+
+/// Connects and, for `proxy-v1`/`proxy-v2`, sends the PROXY header first.
+async fn connect(server: &str, connect: std::time::Duration, who: ClientAddress) -> Result<TcpStream, String> {
+    let mut tcp = connect_tcp(server, connect).await?;
+    let header = match who.forwarding {
+        ClientAddressForwarding::ProxyV1 => Some(crate::proxy::encode_header(false, who.client, who.local)),
+        ClientAddressForwarding::ProxyV2 => Some(crate::proxy::encode_header(true, who.client, who.local)),
+        _ => None,
+    };
+    if let Some(h) = header {
+        tcp.write_all(&h)
+            .await
+            .map_err(|e| format!("{server}: writing the PROXY header: {e}"))?;
+    }
+    Ok(tcp)
+}
+
+/// Reads the greeting and sends replyfix's own EHLO, to learn whether the
+/// upstream offers XCLIENT. Returns the greeting's bytes (for the client)
+/// and that answer.
+async fn probe_plain<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    helo: &str,
+    t: SetupTimeouts,
+) -> Result<(Vec<u8>, bool), String> {
+    let mut parser = ReplyParser::default();
+    let mut greeting = Vec::new();
+    let (reply, extra) = read_reply(s, &mut parser, &mut greeting, t.reply).await?;
+    if extra > 0 || reply.code().get() != 220 {
+        // Let the core relay (or reject) whatever this is.
+        return Ok((greeting, false));
+    }
+    s.write_all(format!("EHLO {helo}\r\n").as_bytes())
+        .await
+        .map_err(|e| format!("write error: {e}"))?;
+    let mut scratch = Vec::new();
+    let (ehlo_reply, extra) = read_reply(s, &mut parser, &mut scratch, t.reply).await?;
+    if extra > 0 {
+        return Err("upstream sent bytes after its EHLO reply".into());
+    }
+    let xclient = ehlo_reply.code().get() == 250 && ehlo::has_capability(&ehlo_reply, "XCLIENT");
+    Ok((greeting, xclient))
+}
+
+async fn connect_tcp(server: &str, connect: Duration) -> Result<TcpStream, String> {
+    let attempt = async {
+        let addrs = tokio::net::lookup_host(server)
+            .await
+            .map_err(|e| format!("{server}: cannot resolve: {e}"))?;
+        let mut err = format!("{server}: no address");
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => err = format!("{server} ({addr}): {e}"),
+            }
+        }
+        Err(err)
+    };
+    match timeout(connect, attempt).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("{server}: connect timed out after {connect:?}")),
+    }
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    server: &str,
+    tls: &UpstreamTlsContext,
+    t: SetupTimeouts,
+) -> Result<Conn, String> {
+    let Some(config) = tls.config.clone() else {
+        return Err("no TLS configuration".into());
+    };
+    let Some(name) = tls.name_for(server) else {
+        return Err(format!("{server}: no valid name for TLS"));
+    };
+    let connector = TlsConnector::from(config);
+    match timeout(t.handshake, connector.connect(name, tcp)).await {
+        Ok(Ok(s)) => Ok(Conn::ClientTls(Box::new(s))),
+        Ok(Err(e)) => Err(format!("TLS handshake with {server} failed: {e}")),
+        Err(_) => Err(format!("TLS handshake with {server} timed out")),
+    }
+}
+
+fn info(conn: &Conn, tls: &UpstreamTlsContext) -> Option<TlsInfo> {
+    match conn {
+        Conn::ClientTls(s) => Some(TlsInfo::from_common(
+            s.get_ref().1,
+            tls.policy == TlsPolicy::Verify,
+        )),
+        _ => None,
+    }
+}
+
+async fn implicit(
+    tcp: TcpStream,
+    server: &str,
+    tls: &UpstreamTlsContext,
+    t: SetupTimeouts,
+) -> Result<Established, String> {
+    let conn = handshake(tcp, server, tls, t).await?;
+    let tls_info = info(&conn, tls);
+    Ok(Established {
+        conn,
+        server: server.to_string(),
+        greeting: Vec::new(),
+        tls: tls_info,
+        xclient: false,
+    })
+}
+
+/// Reads exactly one reply; bytes after it are returned separately.
+async fn read_reply<S: AsyncRead + Unpin>(
+    tcp: &mut S,
+    parser: &mut ReplyParser,
+    raw: &mut Vec<u8>,
+    wait: Duration,
+) -> Result<(Reply, usize), String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match timeout(wait, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) => return Err("upstream closed the connection".into()),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(format!("read error: {e}")),
+            Err(_) => return Err("upstream did not answer in time".into()),
+        };
+        raw.extend_from_slice(&buf[..n]);
+        parser
+            .feed(&buf[..n], &mut out)
+            .map_err(|e| format!("upstream protocol error: {e}"))?;
+        if !out.is_empty() {
+            let extra = parser.buffered() + out[1..].iter().map(|r| r.raw().len()).sum::<usize>();
+            return Ok((out.swap_remove(0), extra));
+        }
+    }
+}
+
+async fn starttls(
+    mut tcp: TcpStream,
+    server: &str,
+    tls: &UpstreamTlsContext,
+    helo: &str,
+    t: SetupTimeouts,
+) -> Result<Established, TlsStep> {
+    let mut parser = ReplyParser::default();
+    let mut greeting = Vec::new();
+    let (reply, extra) = read_reply(&mut tcp, &mut parser, &mut greeting, t.reply)
+        .await
+        .map_err(TlsStep::Broken)?;
+    if extra > 0 {
+        return Err(TlsStep::Abort(
+            "upstream sent bytes after its greeting before any command".into(),
+        ));
+    }
+    if reply.code().get() != 220 {
+        // A 554 or 421 greeting: nothing to negotiate; the client sees it.
+        return Err(TlsStep::NotOffered(
+            format!("greeting {}", reply.code()),
+            Conn::Plain(tcp),
+            greeting,
+            false,
+        ));
+    }
+    let broken = |e: std::io::Error| TlsStep::Broken(format!("write error: {e}"));
+    tcp.write_all(format!("EHLO {helo}\r\n").as_bytes())
+        .await
+        .map_err(broken)?;
+    let mut scratch = Vec::new();
+    let (ehlo_reply, extra) = read_reply(&mut tcp, &mut parser, &mut scratch, t.reply)
+        .await
+        .map_err(TlsStep::Broken)?;
+    if extra > 0 {
+        return Err(TlsStep::Abort(
+            "upstream sent bytes after its EHLO reply".into(),
+        ));
+    }
+    if ehlo_reply.code().get() != 250 || !ehlo::has_capability(&ehlo_reply, "STARTTLS") {
+        return Err(TlsStep::NotOffered(
+            "upstream does not offer STARTTLS".into(),
+            Conn::Plain(tcp),
+            greeting,
+            ehlo::has_capability(&ehlo_reply, "XCLIENT"),
+        ));
+    }
+    tcp.write_all(b"STARTTLS\r\n").await.map_err(broken)?;
+    let mut scratch = Vec::new();
+    let (tls_reply, extra) = read_reply(&mut tcp, &mut parser, &mut scratch, t.reply)
+        .await
+        .map_err(TlsStep::Broken)?;
+    match tls_reply.code().get() {
+        220 if extra > 0 => {
+            // T2: response injection.
+            return Err(TlsStep::Abort(
+                "upstream sent bytes after its 220 to STARTTLS (response injection)".into(),
+            ));
+        }
+        220 => {}
+        454 | 502 | 503 | 504 | 500 | 501 if extra == 0 => {
+            return Err(TlsStep::NotOffered(
+                format!("upstream refused STARTTLS with {}", tls_reply.code()),
+                Conn::Plain(tcp),
+                greeting,
+            ehlo::has_capability(&ehlo_reply, "XCLIENT"),
+            ));
+        }
+        other => {
+            return Err(TlsStep::Broken(format!(
+                "upstream answered STARTTLS with {other}"
+            )));
+        }
+    }
+    let conn = handshake(tcp, server, tls, t)
+        .await
+        .map_err(TlsStep::Broken)?;
+    let tls_info = info(&conn, tls);
+    // XCLIENT as advertised before TLS (replyfix does not EHLO again).
+    let xclient = ehlo::has_capability(&ehlo_reply, "XCLIENT");
+    Ok(Established {
+        conn,
+        server: server.to_string(),
+        greeting,
+        tls: tls_info,
+        xclient,
+    })
+}

@@ -1,0 +1,364 @@
+//! Running behind load balancers and in front of relays that decide by
+//! client address: PROXY protocol in (trusted, untrusted, malformed, with
+//! implicit TLS), PROXY v1/v2 and XCLIENT out, rules reload on SIGHUP, and
+//! drain on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use proxy_header::{ParseConfig, ProxyHeader};
+
+/// What the address-aware upstream saw.
+#[derive(Default, Clone, Debug)]
+struct Seen {
+    /// The source address of each connection's PROXY header.
+    proxied: Vec<SocketAddr>,
+    /// Every command line, in order.
+    lines: Vec<String>,
+}
+
+/// An upstream that optionally expects a PROXY header first and optionally
+/// offers XCLIENT. Bounded: 32 connections, 10 s read timeouts.
+fn address_upstream(expect_proxy: bool, offer_xclient: bool) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(32) {
+            let Ok(mut stream) = stream else { break };
+            let seen = seen2.clone();
+            std::thread::spawn(move || {
+                stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                if expect_proxy {
+                    let mut buf = Vec::new();
+                    let mut byte = [0u8; 1];
+                    let source = loop {
+                        if stream.read_exact(&mut byte).is_err() || buf.len() > 600 {
+                            return;
+                        }
+                        buf.push(byte[0]);
+                        match ProxyHeader::parse(&buf, ParseConfig::default()) {
+                            Ok((h, _)) => break h.proxied_address().map(|a| a.source),
+                            Err(proxy_header::Error::BufferTooShort) => continue,
+                            Err(_) => return,
+                        }
+                    };
+                    if let Some(s) = source {
+                        seen.lock().unwrap().proxied.push(s);
+                    }
+                }
+                let _ = stream.write_all(b"220 upstream.test ESMTP\r\n");
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                for _ in 0..100 {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end().to_string();
+                    seen.lock().unwrap().lines.push(line.clone());
+                    let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" if offer_xclient => {
+                            b"250-upstream.test\r\n250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN\r\n250 PIPELINING\r\n"
+                        }
+                        "EHLO" => b"250-upstream.test\r\n250 PIPELINING\r\n",
+                        "XCLIENT" => b"220 upstream.test ESMTP\r\n",
+                        "QUIT" => {
+                            let _ = stream.write_all(b"221 bye\r\n");
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    if stream.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn wait_seen(seen: &Arc<Mutex<Seen>>, pred: impl Fn(&Seen) -> bool) -> Seen {
+    poll(Duration::from_secs(10), || {
+        let s = seen.lock().unwrap().clone();
+        pred(&s).then_some(s)
+    })
+    .unwrap_or_else(|| seen.lock().unwrap().clone())
+}
+
+fn proxy_listener(version: &str, trusted: &str) -> ServeOptions {
+    ServeOptions::default()
+        .listener(&format!("proxy_protocol: {version}"))
+        .listener(&format!("trusted_proxies: [\"{trusted}\"]"))
+}
+
+#[test]
+fn proxy_v1_from_a_trusted_peer_gives_the_real_client_address_to_the_upstream() {
+    let (up, seen) = address_upstream(true, false);
+    let rf = Replyfix::start(
+        up,
+        proxy_listener("v1", "127.0.0.1/32").upstream("send_client_address: proxy-v2"),
+    );
+    let mut c = SmtpClient::connect(rf.addr);
+    c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n");
+    assert!(c.read_reply().starts_with("220 upstream.test"));
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    c.cmd("QUIT");
+    let s = wait_seen(&seen, |s| !s.proxied.is_empty());
+    assert_eq!(s.proxied, vec!["192.0.2.7:40000".parse::<SocketAddr>().unwrap()]);
+    let closed = rf.wait_for_record("session closed");
+    assert_eq!(field(&closed, "client").as_deref(), Some("192.0.2.7:40000"));
+}
+
+#[test]
+fn proxy_v2_header_is_accepted_and_v1_is_sent_out() {
+    let (up, seen) = address_upstream(true, false);
+    let rf = Replyfix::start(
+        up,
+        proxy_listener("v2", "127.0.0.0/8").upstream("send_client_address: proxy-v1"),
+    );
+    let client: SocketAddr = "[2001:db8::42]:5555".parse().unwrap();
+    let mut header = Vec::new();
+    ProxyHeader::with_address(proxy_header::ProxiedAddress::stream(
+        client,
+        "[2001:db8::1]:25".parse().unwrap(),
+    ))
+    .encode_v2(&mut header)
+    .unwrap();
+    let mut c = SmtpClient::connect(rf.addr);
+    c.send(&header);
+    assert!(c.read_reply().starts_with("220 upstream.test"));
+    c.cmd("QUIT");
+    let s = wait_seen(&seen, |s| !s.proxied.is_empty());
+    assert_eq!(s.proxied, vec![client]);
+}
+
+#[test]
+fn proxy_header_from_an_untrusted_peer_is_closed_without_a_greeting() {
+    let (up, seen) = address_upstream(false, false);
+    let rf = Replyfix::start(up, proxy_listener("any", "10.0.0.0/8"));
+    let mut c = SmtpClient::connect(rf.addr);
+    c.send_lenient(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n");
+    assert_eq!(c.read_to_close(), "");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(seen.lock().unwrap().lines.is_empty(), "no upstream connection");
+}
+
+#[test]
+fn malformed_proxy_header_is_closed() {
+    let (up, _seen) = address_upstream(false, false);
+    let rf = Replyfix::start(up, proxy_listener("any", "127.0.0.1/32"));
+    for junk in [&b"EHLO not-a-header\r\n"[..], b"PROXY TCP4 nonsense\r\n"] {
+        let mut c = SmtpClient::connect(rf.addr);
+        c.send_lenient(junk);
+        assert_eq!(c.read_to_close(), "", "{junk:?}");
+    }
+}
+
+#[test]
+fn proxy_v2_and_a_tls_client_hello_in_one_packet_work_with_implicit_tls() {
+    let (up, seen) = address_upstream(false, false);
+    let dir = TempDir::new("ptls");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let cert_path = dir.path().join("c.pem");
+    let key_path = dir.path().join("k.pem");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let rf = Replyfix::start(
+        up,
+        proxy_listener("v2", "127.0.0.1/32").listener(&format!(
+            "tls: {{cert: \"{}\", key: \"{}\", implicit: true}}",
+            cert_path.display(),
+            key_path.display()
+        )),
+    );
+    // A rustls client whose first flight is written together with the
+    // PROXY header, in one write.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut first = Vec::new();
+    ProxyHeader::with_address(proxy_header::ProxiedAddress::stream(
+        "198.51.100.9:6000".parse().unwrap(),
+        "127.0.0.1:465".parse().unwrap(),
+    ))
+    .encode_v2(&mut first)
+    .unwrap();
+    conn.write_tls(&mut first).unwrap();
+    let mut tcp = TcpStream::connect(rf.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(&first).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut reader = BufReader::new(&mut tls);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("220 upstream.test"), "{greeting}");
+    tls.write_all(b"QUIT\r\n").unwrap();
+    let closed = rf.wait_for_record("session closed");
+    assert_eq!(field(&closed, "client").as_deref(), Some("198.51.100.9:6000"));
+    drop(seen);
+}
+
+#[test]
+fn xclient_tells_the_upstream_the_client_address_before_the_first_ehlo() {
+    let (up, seen) = address_upstream(false, true);
+    let rf = Replyfix::start(
+        up,
+        ServeOptions::default().upstream("send_client_address: xclient"),
+    );
+    let (mut c, greeting) = rf.connect_greeted();
+    assert!(greeting.starts_with("220 upstream.test"), "{greeting}");
+    let local_port = c.try_clone_writer().local_addr().unwrap().port();
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(ehlo.starts_with("250-upstream.test"), "{ehlo}");
+    assert!(!ehlo.contains("XCLIENT"), "XCLIENT is never offered to clients: {ehlo}");
+    assert!(c.cmd("MAIL FROM:<a@example.com>").starts_with("250"));
+    c.cmd("QUIT");
+    let s = wait_seen(&seen, |s| s.lines.iter().any(|l| l == "QUIT"));
+    let xclient = format!("XCLIENT ADDR=127.0.0.1 PORT={local_port} HELO=client.test PROTO=ESMTP");
+    let expected: Vec<String> = vec![
+        "EHLO proxy.example.test".into(),
+        xclient,
+        "EHLO client.test".into(),
+        "MAIL FROM:<a@example.com>".into(),
+        "QUIT".into(),
+    ];
+    assert_eq!(s.lines, expected);
+}
+
+#[test]
+fn xclient_is_not_sent_when_the_upstream_does_not_offer_it() {
+    let (up, seen) = address_upstream(false, false);
+    let rf = Replyfix::start(
+        up,
+        ServeOptions::default().upstream("send_client_address: xclient"),
+    );
+    let (mut c, _) = rf.connect_greeted();
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    c.cmd("QUIT");
+    let s = wait_seen(&seen, |s| s.lines.iter().any(|l| l == "QUIT"));
+    assert!(s.lines.iter().all(|l| !l.starts_with("XCLIENT")), "{s:?}");
+    assert!(rf.log().contains("does not offer XCLIENT"));
+}
+
+// ------------------------------------------------------------ reload and drain
+
+fn signal(pid: u32, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+const RULES_V1: &str = r#"rules:
+  - id: v1-remap
+    description: first version
+    when: {code: 530, command: [rcpt]}
+    then:
+      remap: {code: 550, enhanced: 5.1.1}
+"#;
+
+const RULES_V2: &str = r#"rules:
+  - id: v2-remap
+    description: second version
+    when: {code: 530, command: [rcpt]}
+    then:
+      remap: {code: 554, enhanced: 5.7.1}
+"#;
+
+#[test]
+fn sighup_reloads_rules_for_the_next_transaction_and_an_invalid_file_changes_nothing_f5() {
+    let up = FakeUpstream::with_script(|line| {
+        if line.starts_with("RCPT") {
+            Step::reply("530 nope")
+        } else {
+            Step::Default
+        }
+    });
+    let dir = TempDir::new("rules");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, RULES_V1).unwrap();
+    let rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml(&format!("rules: [\"{}\"]", rules.display())),
+    );
+    let (mut c, _) = rf.connect_greeted();
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<a@x>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<b@y>").starts_with("550 5.1.1"));
+
+    // Mid-transaction reload: this transaction keeps v1 (F5).
+    std::fs::write(&rules, RULES_V2).unwrap();
+    signal(rf.pid(), "-HUP");
+    rf.wait_for_record("rules reloaded");
+    assert!(c.cmd("RCPT TO:<c@y>").starts_with("550 5.1.1"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@x>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<b@y>").starts_with("554 5.7.1"), "next transaction uses v2");
+
+    // An invalid file changes nothing.
+    std::fs::write(&rules, "rules:\n  - id: broken\n    when: {code: 530}\n    then: {remap: {code: 250, enhanced: 2.0.0}}\n").unwrap();
+    signal(rf.pid(), "-HUP");
+    rf.wait_for_record("rules reload failed; the previous rules stay in force");
+    assert!(c.cmd("RSET").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@x>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<b@y>").starts_with("554 5.7.1"));
+    c.cmd("QUIT");
+}
+
+#[test]
+fn sigterm_closes_idle_sessions_with_421_and_lets_a_transaction_finish_f6() {
+    let up = FakeUpstream::start();
+    let mut rf = Replyfix::start(up.addr, ServeOptions::default().yaml("timeouts:\n  drain: 5s"));
+    let (mut idle, _) = rf.connect_greeted();
+    idle.cmd("EHLO idle.test");
+    let (mut busy, _) = rf.connect_greeted();
+    busy.cmd("EHLO busy.test");
+    assert!(busy.cmd("MAIL FROM:<a@x>").starts_with("250"));
+    assert!(busy.cmd("RCPT TO:<b@y>").starts_with("250"));
+
+    signal(rf.pid(), "-TERM");
+    assert_eq!(
+        idle.read_reply(),
+        "421 4.3.2 proxy.example.test service shutting down\r\n"
+    );
+    // New connections are refused once the listener is closed.
+    let refused = poll(Duration::from_secs(5), || {
+        TcpStream::connect(rf.addr).err().map(|_| ())
+    });
+    assert!(refused.is_some(), "listener still accepting");
+    // The transaction in flight completes, then its session is closed.
+    assert!(busy.cmd("DATA").starts_with("354"));
+    busy.send(b"Subject: drain\r\n\r\nbody\r\n.\r\n");
+    assert!(busy.read_reply().starts_with("250"));
+    assert_eq!(
+        busy.read_reply(),
+        "421 4.3.2 proxy.example.test service shutting down\r\n"
+    );
+    let exited = poll(Duration::from_secs(7), || rf.exit_status());
+    assert_eq!(exited.map(|s| s.success()), Some(true), "exit 0 within drain");
+}
