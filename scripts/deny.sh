@@ -7,7 +7,11 @@
 # Advisories need the RustSec advisory database, which is fetched over the
 # network; where the network allows, run:
 #   cargo deny check advisories
-# Installing the tool: `cargo install cargo-deny --locked`.
+# Installing the tool: `cargo install cargo-deny --locked` (a recent release:
+# deny.toml names the Unicode-3.0 licence, which cargo-deny 0.14 does not
+# know, and 0.14.2 also panics reading this edition-2024 lock file). On the
+# 2-core project machine the install did not finish within 10 minutes, so
+# CI should cache it or install it outside the timed run.
 #
 # Exit status: cargo-deny's when it ran; 0 with a "skipped" line when it is
 # not installed, unless REQUIRE_CARGO_DENY=1, then 1.
