@@ -1,10 +1,13 @@
-//! Micro-benchmarks of the reply parser and the rule engine's hot path
+//! Micro-benchmarks of the reply parser, the rule engine's hot path
 //! (targets in PROTOCOL.md W6 and the rule-engine brief: a reply no rule can
 //! match is judged in at most 100 ns; a 530 through the built-in rules in at
-//! most 2 µs). Results are recorded in bench/README.md.
+//! most 2 µs) and the DATA end-of-data scanner (D1, D6: bytes per second).
+//! Results are recorded in bench/README.md and bench/RESULTS.md. (The
+//! scanner benchmarks live here so that no second bench target is needed.)
 
 use divan::{Bencher, black_box};
 use replyfix::rules::{RuleSet, SessionFacts};
+use replyfix::smtp::framing::{DataScan, DataScanner};
 use replyfix::smtp::reply::parse_one;
 use replyfix::smtp::{CommandKind, Reply};
 
@@ -68,4 +71,39 @@ fn judge_530_no_rule_matches(b: Bencher) {
     let r = reply(b"530 5.7.0 Something else entirely happened here\r\n");
     let facts = SessionFacts::new(CommandKind::Rcpt);
     b.bench(|| rules.judge(black_box(&r), black_box(&facts)));
+}
+
+/// `lines` lines of `width` printable bytes, each ending in CRLF, then the
+/// end of data.
+fn message(width: usize, lines: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity((width + 2) * lines + 5);
+    for i in 0..lines {
+        m.extend((0..width).map(|j| b'A' + ((i + j) % 26) as u8));
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b".\r\n");
+    m
+}
+
+fn scan_whole(b: Bencher, input: &[u8]) {
+    let mut out = bytes::BytesMut::with_capacity(input.len() + 1);
+    b.counter(divan::counter::BytesCount::new(input.len()))
+        .bench_local(|| {
+            out.clear();
+            let mut scanner = DataScanner::new();
+            let scan = scanner.scan(black_box(input), false, &mut out);
+            assert!(matches!(scan, DataScan::End { .. }));
+        });
+}
+
+/// About 1 MiB of 78-byte text lines (a typical plain-text or base64 body).
+#[divan::bench]
+fn scan_end_of_data_78_byte_lines(b: Bencher) {
+    scan_whole(b, &message(78, 13_000));
+}
+
+/// About 1 MiB of 998-byte lines (the longest RFC 5322 allows).
+#[divan::bench]
+fn scan_end_of_data_998_byte_lines(b: Bencher) {
+    scan_whole(b, &message(998, 1_050));
 }

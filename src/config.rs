@@ -39,6 +39,21 @@ const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// The file name used in diagnostics for [`Config::quick`].
 const COMMAND_LINE: &str = "command line";
 
+/// Where and how much to record for `replyfix replay`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptConfig {
+    /// JSON-lines file, appended to.
+    pub path: PathBuf,
+    /// Stop recording past this size (default 256 MiB).
+    #[serde(default = "default_transcript_max")]
+    pub max_bytes: u64,
+}
+
+fn default_transcript_max() -> u64 {
+    256 * 1024 * 1024
+}
+
 // ---------------------------------------------------------------------------
 // The model
 // ---------------------------------------------------------------------------
@@ -77,6 +92,11 @@ pub struct Config {
     /// The metrics and health endpoint; off when absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Record judged replies (context, session facts, reply, verdict; never
+    /// credentials, content or addresses) for `replyfix replay`; off when
+    /// absent.
+    #[serde(default)]
+    pub transcript: Option<TranscriptConfig>,
     /// The name replyfix uses in replies it writes itself. Default: the
     /// system hostname (`/proc/sys/kernel/hostname`), else `replyfix`.
     #[serde(default = "system_hostname")]
@@ -101,12 +121,10 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Name of the upstream (from `upstreams`) this listener relays to.
     pub upstream: String,
-    /// TLS on the client leg. Accepted and validated; implemented by the
-    /// TLS work.
+    /// TLS on the client leg (docs/tls.md).
     #[serde(default)]
     pub tls: Option<ListenerTls>,
-    /// Expect a PROXY protocol header from the connecting peer. Accepted and
-    /// validated; implemented by the listener work.
+    /// Expect a PROXY protocol header from the connecting peer.
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
     /// Peers allowed to send a PROXY header; required with `proxy_protocol`.
@@ -154,12 +172,11 @@ pub struct UpstreamConfig {
     /// Upstream-leg TLS (PROTOCOL T4).
     #[serde(default)]
     pub tls: UpstreamTls,
-    /// Name for replyfix's own EHLO, if it ever sends one; `None` relays the
-    /// client's EHLO unchanged.
+    /// Name in the EHLO replyfix sends itself before STARTTLS or XCLIENT;
+    /// `None`: `hostname`. The client's own EHLO is always relayed unchanged.
     #[serde(default)]
     pub helo_name: Option<String>,
-    /// How the real client address is passed upstream. Accepted and
-    /// validated; implemented by the upstream work.
+    /// How the real client address is passed upstream.
     #[serde(default)]
     pub send_client_address: ClientAddressForwarding,
 }
@@ -403,8 +420,7 @@ pub enum LogAddresses {
     Hash,
 }
 
-/// The admin endpoint (`/metrics`, `/healthz`, `/readyz`). Accepted and
-/// validated; implemented by the operations work.
+/// The admin endpoint (`/metrics`, `/healthz`, `/readyz`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
@@ -557,6 +573,7 @@ impl Config {
             timeouts: Timeouts::default(),
             logging: Logging::default(),
             admin: None,
+            transcript: None,
             hostname: system_hostname(),
             source: None,
             warnings: Vec::new(),
@@ -577,6 +594,9 @@ impl Config {
             }
         };
         self.rules.iter_mut().for_each(resolve);
+        if let Some(t) = &mut self.transcript {
+            resolve(&mut t.path);
+        }
         for listener in &mut self.listeners {
             if let Some(tls) = &mut listener.tls {
                 resolve(&mut tls.cert);

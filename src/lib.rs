@@ -9,13 +9,15 @@
 //! driver), [`server`] accepts connections.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod explain;
 pub mod logging;
+pub mod metrics;
+pub mod proxy;
 pub mod rules;
 pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod tls;
 pub mod upstream;
-pub mod proxy;

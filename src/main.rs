@@ -1,9 +1,10 @@
-//! The `replyfix` command line: `serve`, `check`, `explain`, `test-rules`.
+//! The `replyfix` command line: `serve`, `check`, `explain` (a reply, a
+//! bounce with `--dsn`, a mail log with `--log`), `replay`, `test-rules`.
 //! anyhow lives here only; the library reports typed errors.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -30,6 +31,35 @@ struct Cli {
 enum FormatArg {
     Text,
     Json,
+}
+
+/// `replyfix serve` arguments.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (YAML).
+    #[arg(short, long, conflicts_with_all = ["listen", "upstream"])]
+    config: Option<PathBuf>,
+    /// Quick start: address to listen on (repeatable), e.g. 127.0.0.1:2525.
+    #[arg(long, requires = "upstream")]
+    listen: Vec<SocketAddr>,
+    /// Quick start: upstream server HOST:PORT (repeat for failover order).
+    #[arg(long, requires = "listen")]
+    upstream: Vec<String>,
+    /// Quick start: rule file or folder instead of the built-in rules.
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    /// Log format (overrides the configuration).
+    #[arg(long, value_enum)]
+    log_format: Option<FormatArg>,
+    /// Report what rules would change without changing it.
+    #[arg(long)]
+    shadow: bool,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g.
+    /// 127.0.0.1:9725); overrides the configuration's `admin.listen`.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    #[command(flatten)]
+    tls: QuickTls,
 }
 
 /// Quick-start TLS flags, mirroring the configuration (without `-c`).
@@ -66,28 +96,7 @@ enum PolicyArg {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the proxy.
-    Serve {
-        /// Configuration file (YAML).
-        #[arg(short, long, conflicts_with_all = ["listen", "upstream"])]
-        config: Option<PathBuf>,
-        /// Quick start: address to listen on (repeatable), e.g. 127.0.0.1:2525.
-        #[arg(long, requires = "upstream")]
-        listen: Vec<SocketAddr>,
-        /// Quick start: upstream server HOST:PORT (repeat for failover order).
-        #[arg(long, requires = "listen")]
-        upstream: Vec<String>,
-        /// Quick start: rule file or folder instead of the built-in rules.
-        #[arg(long)]
-        rules: Vec<PathBuf>,
-        /// Log format (overrides the configuration).
-        #[arg(long, value_enum)]
-        log_format: Option<FormatArg>,
-        /// Report what rules would change without changing it.
-        #[arg(long)]
-        shadow: bool,
-        #[command(flatten)]
-        tls: QuickTls,
-    },
+    Serve(ServeArgs),
     /// Validate a configuration and its rules; print a summary.
     Check {
         /// Configuration file; without it, only rules are checked.
@@ -97,7 +106,7 @@ enum Cmd {
         #[arg(long)]
         rules: Vec<PathBuf>,
     },
-    /// Show what the rules do with a reply.
+    /// Show what the rules do with a reply, a bounce (--dsn) or a mail log (--log).
     Explain {
         /// Rule file or folder (repeatable); built-in rules when absent.
         #[arg(long)]
@@ -117,9 +126,38 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Read a bounce message (RFC 3464 DSN, or a Postfix, Exim,
+        /// Exchange or Gmail bounce) from FILE, or `-` for standard input.
+        #[arg(long, value_name = "FILE|-", conflicts_with_all = ["log", "reply", "command"])]
+        dsn: Option<PathBuf>,
+        /// Summarise a Postfix, Exim or Sendmail log from FILE, or `-` for
+        /// standard input (streamed).
+        #[arg(long, value_name = "FILE|-", conflicts_with_all = ["reply", "command"])]
+        log: Option<PathBuf>,
+        /// With --log: print only the summary, not each reply found.
+        #[arg(long, requires = "log")]
+        summary_only: bool,
+        /// With --log: how many remote hosts to list.
+        #[arg(long, default_value_t = 10, requires = "log")]
+        top: usize,
         /// The reply (lines separated by `|` or CRLF); one per line from
         /// standard input when absent.
         reply: Option<String>,
+    },
+    /// Judge a recorded transcript again with candidate rules and show what
+    /// would change, side by side with what happened.
+    Replay {
+        /// Transcript file (JSON lines written by the proxy), or `-`.
+        transcript: PathBuf,
+        /// Candidate rule file or folder (repeatable); built-in rules when absent.
+        #[arg(long)]
+        rules: Vec<PathBuf>,
+        /// Show only the replies that would change.
+        #[arg(long)]
+        changed_only: bool,
+        /// Machine-readable output (JSON lines, then a summary object).
+        #[arg(long)]
+        json: bool,
     },
     /// Run every `examples:` entry of the rules.
     TestRules {
@@ -131,15 +169,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Serve {
-            config,
-            listen,
-            upstream,
-            rules,
-            log_format,
-            shadow,
-            tls,
-        } => serve(config, listen, upstream, rules, log_format, shadow, tls),
+        Cmd::Serve(args) => serve(args),
         Cmd::Check { config, rules } => check(config, rules),
         Cmd::Explain {
             rules,
@@ -148,16 +178,39 @@ fn main() -> ExitCode {
             tls,
             recipients_accepted,
             json,
+            dsn,
+            log,
+            summary_only,
+            top,
             reply,
-        } => explain_cmd(
+        } => {
+            let base = ExplainBase {
+                rules,
+                authenticated,
+                tls,
+                recipients_accepted,
+                json,
+            };
+            match (dsn, log) {
+                (Some(path), _) => explain_dsn(base, &path),
+                (None, Some(path)) => explain_log(base, &path, summary_only, top),
+                (None, None) => explain_cmd(
+                    base.rules,
+                    &command,
+                    authenticated,
+                    tls,
+                    recipients_accepted,
+                    json,
+                    reply,
+                ),
+            }
+        }
+        Cmd::Replay {
+            transcript,
             rules,
-            &command,
-            authenticated,
-            tls,
-            recipients_accepted,
+            changed_only,
             json,
-            reply,
-        ),
+        } => replay_cmd(&transcript, &rules, changed_only, json),
         Cmd::TestRules { files } => test_rules(files),
     };
     match result {
@@ -189,15 +242,17 @@ fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
     }
 }
 
-fn serve(
-    config: Option<PathBuf>,
-    listen: Vec<SocketAddr>,
-    upstream: Vec<String>,
-    rules: Vec<PathBuf>,
-    log_format: Option<FormatArg>,
-    shadow: bool,
-    tls: QuickTls,
-) -> Result<ExitCode> {
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let ServeArgs {
+        config,
+        listen,
+        upstream,
+        rules,
+        log_format,
+        shadow,
+        admin,
+        tls,
+    } = args;
     let mut config = match config {
         Some(path) => Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None if !listen.is_empty() => {
@@ -215,6 +270,9 @@ fn serve(
     if shadow {
         config.mode = replyfix::config::Mode::Shadow;
     }
+    if let Some(listen) = admin {
+        config.admin = Some(replyfix::config::AdminConfig { listen });
+    }
     let format = log_format.map(|f| match f {
         FormatArg::Text => LogFormat::Text,
         FormatArg::Json => LogFormat::Json,
@@ -230,8 +288,11 @@ fn serve(
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         tracing::info!(rules_version = %rules.version(), rules = rules.len(), mode = ?config.mode, "replyfix starting");
-        let server = Server::start(&config, rules).await?;
-        run_until_signal(&server, &source).await;
+        let mut server = Server::start(&config, rules).await?;
+        if run_until_signal(&server, &source).await == Stop::Interrupt {
+            // Ctrl-C in a terminal: the same drain, shorter.
+            server.limit_drain(std::time::Duration::from_secs(5));
+        }
         server.shutdown().await;
         tracing::info!("replyfix stopped");
         Ok::<_, anyhow::Error>(())
@@ -263,9 +324,15 @@ fn apply_quick_tls(config: &mut Config, tls: QuickTls) {
     }
 }
 
-/// Waits for SIGTERM/SIGINT; reloads rules on SIGHUP (F5: invalid rules
-/// change nothing).
-async fn run_until_signal(server: &Server, source: &RulesSource) {
+#[derive(PartialEq, Eq)]
+enum Stop {
+    Terminate,
+    Interrupt,
+}
+
+/// Waits for SIGTERM/SIGINT; reloads rules and certificates on SIGHUP (F5:
+/// invalid rules change nothing).
+async fn run_until_signal(server: &Server, source: &RulesSource) -> Stop {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -273,13 +340,12 @@ async fn run_until_signal(server: &Server, source: &RulesSource) {
         signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
+        return std::future::pending::<Stop>().await;
     };
     loop {
         tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: draining"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT: draining"); return; }
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); return Stop::Terminate; }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); return Stop::Interrupt; }
             _ = hup.recv() => {
                 server.reload_certificates();
                 match source.load() {
@@ -287,7 +353,10 @@ async fn run_until_signal(server: &Server, source: &RulesSource) {
                         tracing::info!(rules_version = %rules.version(), rules = rules.len(), "rules reloaded");
                         server.swap_rules(rules);
                     }
-                    Err(e) => tracing::error!(errors = %e, "rules reload failed; the previous rules stay in force"),
+                    Err(e) => {
+                        server.metrics.rules_reload_failed();
+                        tracing::error!(errors = %e, "rules reload failed; the previous rules stay in force");
+                    }
                 }
             }
         }
@@ -407,6 +476,181 @@ fn explain_cmd(
         }
     }
     Ok(status)
+}
+
+/// The `explain` options shared by `--dsn` and `--log`.
+struct ExplainBase {
+    rules: Vec<PathBuf>,
+    authenticated: bool,
+    tls: bool,
+    recipients_accepted: u32,
+    json: bool,
+}
+
+impl ExplainBase {
+    fn facts(&self) -> SessionFacts<'static> {
+        let mut facts = SessionFacts::new(CommandKind::Other);
+        facts.authenticated = self.authenticated;
+        facts.client_tls = self.tls;
+        facts.recipients_accepted = self.recipients_accepted;
+        facts
+    }
+}
+
+/// Opens FILE, or standard input for `-`.
+fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(Box::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        file,
+    )))
+}
+
+fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
+    use replyfix::explain::dsn;
+    let rules = load_rules(&base.rules)?;
+    let mut raw = Vec::new();
+    open_input(path)?
+        .take(dsn::MAX_BOUNCE as u64)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let bounce = dsn::parse_bounce(&raw).with_context(|| path.display().to_string())?;
+    let reports = dsn::explain_bounce(&rules, &bounce, &base.facts());
+    if base.json {
+        let v = serde_json::json!({
+            "style": bounce.style.as_str(),
+            "rules_version": rules.version(),
+            "recipients": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "bounce: {} style, {} failed recipient(s), rules {}",
+            bounce.style.as_str(),
+            reports.len(),
+            rules.version()
+        );
+        for r in &reports {
+            println!();
+            print!("{r}");
+        }
+    }
+    if reports.is_empty() {
+        eprintln!("no failed recipient found in the bounce");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain_log(base: ExplainBase, path: &Path, summary_only: bool, top: usize) -> Result<ExitCode> {
+    use replyfix::explain::maillog;
+    use std::io::Write;
+    let rules = load_rules(&base.rules)?;
+    let facts = base.facts();
+    let show_progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    let summary = maillog::summarise(
+        open_input(path)?,
+        &rules,
+        &facts,
+        |line, f, e| {
+            if summary_only || write_err.is_some() {
+                return;
+            }
+            let r = if base.json {
+                writeln!(out, "{}", maillog::finding_json(line, f, e))
+            } else {
+                writeln!(out, "{}", maillog::finding_line(line, f, e))
+            };
+            if let Err(err) = r {
+                write_err = Some(err);
+            }
+        },
+        |bytes, lines| {
+            if show_progress {
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                eprint!(
+                    "\r{:.0} MiB, {lines} lines, {:.0} MiB/s   ",
+                    bytes as f64 / 1048576.0,
+                    bytes as f64 / 1048576.0 / secs
+                );
+            }
+        },
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    if show_progress {
+        eprintln!();
+    }
+    if let Some(e) = write_err {
+        return Err(e).context("writing standard output");
+    }
+    if base.json {
+        let mut v = summary.to_json(top);
+        v["type"] = "summary".into();
+        v["rules_version"] = rules.version().into();
+        writeln!(out, "{v}")?;
+    } else {
+        if !summary_only && summary.replies > 0 {
+            writeln!(out)?;
+        }
+        write!(out, "{}", summary.display(top))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay_cmd(
+    transcript: &Path,
+    rules: &[PathBuf],
+    changed_only: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    use replyfix::explain::transcript::read_transcript;
+    use std::io::Write;
+    let rules = load_rules(rules)?;
+    let mut bad = 0u64;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    let summary = read_transcript(open_input(transcript)?, &rules, |r| {
+        let written = match r {
+            Ok(e) if changed_only && !e.changed => Ok(()),
+            Ok(e) if json => writeln!(out, "{}", e.to_json()),
+            Ok(e) => writeln!(out, "{e}"),
+            Err(err) => {
+                bad += 1;
+                eprintln!("warning: {err}");
+                Ok(())
+            }
+        };
+        if let Err(e) = written {
+            write_err.get_or_insert(e);
+        }
+    })
+    .with_context(|| transcript.display().to_string())?;
+    if let Some(e) = write_err {
+        return Err(e).context("writing standard output");
+    }
+    if json {
+        let mut v = summary.to_json();
+        v["type"] = "summary".into();
+        v["rules_version"] = rules.version().into();
+        v["bad_lines"] = bad.into();
+        writeln!(out, "{v}")?;
+    } else {
+        write!(out, "{summary}")?;
+        if bad > 0 {
+            writeln!(out, "  {bad} line(s) could not be read (see warnings)")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test_rules(files: Vec<PathBuf>) -> Result<ExitCode> {

@@ -18,11 +18,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::admin::{Admin, Readiness};
 use crate::config::{Config, ProxyProtocol};
+use crate::explain::transcript::TranscriptWriter;
 use crate::logging::AddressLog;
+use crate::metrics::{Metrics, Refusal};
 use crate::rules::RuleSet;
 use crate::session::core::CoreSettings;
-use crate::session::{self, SessionContext};
+use crate::session::{self, SessionContext, stop};
 use crate::smtp::ReplyLimits;
 use crate::tls::{ServerTls, UpstreamTlsContext};
 
@@ -44,6 +47,13 @@ pub enum ServeError {
         name: String,
         source: crate::tls::TlsError,
     },
+    #[error("transcript {path}: {source} (check the folder exists and is writable)")]
+    Transcript {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("admin endpoint: {0}")]
+    Admin(crate::admin::AdminError),
     #[error("upstream '{name}': TLS: {source}")]
     UpstreamTls {
         name: String,
@@ -128,15 +138,15 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 }
 
 impl Admission {
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
         let key = client_key(ip);
         let mut map = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
         if self.total.load(Ordering::Acquire) >= self.max_total {
-            return Err("too many sessions");
+            return Err(Refusal::TooManySessions);
         }
         let n = map.entry(key).or_insert(0);
         if *n >= self.max_per_client {
-            return Err("too many sessions from your address");
+            return Err(Refusal::TooManyPerClient);
         }
         *n += 1;
         self.total.fetch_add(1, Ordering::AcqRel);
@@ -150,11 +160,19 @@ impl Admission {
 /// A running server: its bound addresses and the handles to stop it.
 pub struct Server {
     pub addresses: Vec<(String, SocketAddr)>,
+    /// Where `/metrics`, `/healthz`, `/readyz` answer, when configured.
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    /// Ends the admin endpoint and the background checks, after the drain.
+    exit: watch::Sender<bool>,
     pub rules: Arc<ArcSwap<RuleSet>>,
     /// Each TLS listener's certificate, for reloads.
     certificates: Vec<(String, Arc<ServerTls>)>,
-    shutdown: watch::Sender<bool>,
+    shutdown: watch::Sender<u8>,
     tasks: JoinSet<()>,
+    /// Tasks in `tasks` that run until `exit` (admin endpoint, checks).
+    background: usize,
     drain: Duration,
 }
 
@@ -162,13 +180,30 @@ impl Server {
     /// Binds every listener. Sessions start as connections arrive.
     pub async fn start(config: &Config, rules: RuleSet) -> Result<Server, ServeError> {
         let rules = Arc::new(ArcSwap::from_pointee(rules));
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (shutdown, shutdown_rx) = watch::channel(stop::RUNNING);
         let admission = Arc::new(Admission {
             total: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
             max_total: config.limits.max_sessions,
             max_per_client: config.limits.max_sessions_per_client,
         });
+        let metrics = Arc::new(Metrics::new());
+        metrics.rules_loaded(rules.load().version());
+        let readiness = Arc::new(Readiness::new(
+            config.upstreams.iter().map(|u| u.name.clone()),
+        ));
+        let (exit, exit_rx) = watch::channel(false);
+        let transcript = match &config.transcript {
+            Some(t) => Some(Arc::new(
+                TranscriptWriter::open_bounded(&t.path, t.max_bytes).map_err(|source| {
+                    ServeError::Transcript {
+                        path: t.path.clone(),
+                        source,
+                    }
+                })?,
+            )),
+            None => None,
+        };
         let ids = Arc::new(AtomicU64::new(session_id_seed()));
         let mut tasks = JoinSet::new();
         let mut addresses = Vec::new();
@@ -234,6 +269,9 @@ impl Server {
                     .clone()
                     .unwrap_or_else(|| config.hostname.clone()),
                 forwarding: upstream.send_client_address,
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+                transcript: transcript.clone(),
             });
             let proxy = l
                 .proxy_protocol
@@ -248,11 +286,31 @@ impl Server {
                 shutdown_rx.clone(),
             ));
         }
+        let admin_addr = match &config.admin {
+            Some(a) => {
+                let admin = Admin::bind(a.listen).await.map_err(ServeError::Admin)?;
+                let bound = admin.local_addr().unwrap_or(a.listen);
+                tracing::info!(address = %bound, "admin endpoint listening (/metrics, /healthz, /readyz)");
+                tasks.spawn(admin.serve(metrics.clone(), readiness.clone(), exit_rx.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
+        tasks.spawn(recheck_upstreams(
+            config.upstreams.clone(),
+            readiness.clone(),
+            exit_rx,
+        ));
         Ok(Server {
             addresses,
+            admin_addr,
+            metrics,
+            readiness,
+            exit,
             rules,
             certificates,
             shutdown,
+            background: usize::from(admin_addr.is_some()) + 1,
             tasks,
             drain: config.timeouts.drain,
         })
@@ -260,6 +318,7 @@ impl Server {
 
     /// Replaces the rules for new transactions (F5).
     pub fn swap_rules(&self, rules: RuleSet) {
+        self.metrics.rules_reload_ok(rules.version());
         self.rules.store(Arc::new(rules));
     }
 
@@ -279,17 +338,86 @@ impl Server {
         failed
     }
 
-    /// Stops accepting, lets sessions finish within the drain timeout (F6).
+    /// Shortens the drain deadline (SIGINT in a terminal).
+    pub fn limit_drain(&mut self, max: Duration) {
+        self.drain = self.drain.min(max);
+    }
+
+    /// F6: stops accepting, turns `/readyz` to 503, ends sessions between
+    /// transactions with `421 4.3.2`, lets transactions in flight finish
+    /// within the drain timeout, then ends the rest with `421 4.3.2`.
     pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        let deadline = tokio::time::sleep(self.drain);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                next = self.tasks.join_next() => if next.is_none() { break },
-                _ = &mut deadline => {
-                    tracing::warn!("drain timeout reached; closing remaining sessions");
-                    self.tasks.abort_all();
+        self.readiness.set_draining();
+        let _ = self.shutdown.send(stop::DRAIN);
+        let sessions_done = async {
+            // Only session and accept tasks end on DRAIN; the admin endpoint
+            // and the checks wait for `exit`.
+            while self.tasks.len() > self.background {
+                if self.tasks.join_next().await.is_none() {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(self.drain, sessions_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout reached; ending the remaining sessions with 421");
+            let _ = self.shutdown.send(stop::FORCE);
+            let rest = async {
+                while self.tasks.len() > self.background {
+                    if self.tasks.join_next().await.is_none() {
+                        break;
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(2), rest)
+                .await
+                .is_err()
+            {
+                self.tasks.abort_all();
+            }
+        }
+        let _ = self.exit.send(true);
+        while tokio::time::timeout(Duration::from_secs(2), self.tasks.join_next())
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {}
+        self.tasks.abort_all();
+    }
+}
+
+/// Every 5 s, tries the servers of upstreams marked unreachable, so
+/// `/readyz` recovers without waiting for a client to try (bounded: stops
+/// with the server).
+async fn recheck_upstreams(
+    upstreams: Vec<crate::config::UpstreamConfig>,
+    readiness: Arc<Readiness>,
+    mut exit: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = exit.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        let unreachable: Vec<String> = readiness
+            .unreachable_upstreams()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        for name in unreachable {
+            let Some(u) = upstreams.iter().find(|u| u.name == name) else {
+                continue;
+            };
+            for server in &u.servers {
+                let attempt = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    TcpStream::connect(server.as_str()),
+                );
+                if let Ok(Ok(_)) = attempt.await {
+                    readiness.set_upstream_reachable(&name, true);
                     break;
                 }
             }
@@ -323,6 +451,8 @@ pub fn core_settings(config: &Config, listener: &str, upstream: &str) -> CoreSet
         },
         tls_offered: false,
         require_tls: false,
+        record: config.transcript.is_some(),
+        session_id: String::new(),
     }
 }
 
@@ -343,13 +473,13 @@ async fn accept_loop(
     proxy: ProxyIn,
     admission: Arc<Admission>,
     ids: Arc<AtomicU64>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<u8>,
 ) {
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
             changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
+                if changed.is_err() || *shutdown.borrow() != stop::RUNNING {
                     break;
                 }
             }
@@ -389,7 +519,7 @@ async fn admit_and_run(
     admission: Arc<Admission>,
     proxy: ProxyIn,
     id: String,
-    shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<u8>,
 ) {
     let local = stream.local_addr().unwrap_or(peer);
     let client = match &proxy {
@@ -399,6 +529,10 @@ async fn admit_and_run(
             match crate::proxy::read_header(&mut stream, peer, *version, trusted, deadline).await {
                 Ok(client) => client,
                 Err(e) => {
+                    ctx.metrics.refused(match e {
+                        crate::proxy::ProxyError::Untrusted(_) => Refusal::UntrustedProxy,
+                        _ => Refusal::BadProxyHeader,
+                    });
                     tracing::info!(peer = %peer, reason = e.reason(), error = %e, "connection refused");
                     return;
                 }
@@ -411,8 +545,13 @@ async fn admit_and_run(
             drop(slot);
         }
         Err(why) => {
-            tracing::info!(client = %client, reason = why, "connection refused");
-            refuse(stream, ctx.core.hostname.clone(), why).await;
+            ctx.metrics.refused(why);
+            let text = match why {
+                Refusal::TooManyPerClient => "too many sessions from your address",
+                _ => "too many sessions",
+            };
+            tracing::info!(client = %client, reason = text, "connection refused");
+            refuse(stream, ctx.core.hostname.clone(), text).await;
         }
     }
 }

@@ -208,11 +208,19 @@ fn plain(tcp: TcpStream, server: &str, greeting: Vec<u8>) -> Established {
 }
 
 /// Connects and, for `proxy-v1`/`proxy-v2`, sends the PROXY header first.
-async fn connect(server: &str, connect: std::time::Duration, who: ClientAddress) -> Result<TcpStream, String> {
+async fn connect(
+    server: &str,
+    connect: std::time::Duration,
+    who: ClientAddress,
+) -> Result<TcpStream, String> {
     let mut tcp = connect_tcp(server, connect).await?;
     let header = match who.forwarding {
-        ClientAddressForwarding::ProxyV1 => Some(crate::proxy::encode_header(false, who.client, who.local)),
-        ClientAddressForwarding::ProxyV2 => Some(crate::proxy::encode_header(true, who.client, who.local)),
+        ClientAddressForwarding::ProxyV1 => {
+            Some(crate::proxy::encode_header(false, who.client, who.local))
+        }
+        ClientAddressForwarding::ProxyV2 => {
+            Some(crate::proxy::encode_header(true, who.client, who.local))
+        }
         _ => None,
     };
     if let Some(h) = header {
@@ -413,7 +421,7 @@ async fn starttls(
                 format!("upstream refused STARTTLS with {}", tls_reply.code()),
                 Conn::Plain(tcp),
                 greeting,
-            ehlo::has_capability(&ehlo_reply, "XCLIENT"),
+                ehlo::has_capability(&ehlo_reply, "XCLIENT"),
             ));
         }
         other => {

@@ -12,12 +12,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{AUTH_PASSWORD, AUTH_USER, DataEnd, FakeUpstream, Replyfix, SmtpClient, Step, base64};
+use common::{
+    AUTH_PASSWORD, AUTH_USER, DataEnd, FakeUpstream, Replyfix, SmtpClient, Step, base64,
+    explained_batch,
+};
 
 /// One rule example, as rules/default.yaml writes it.
 #[derive(Debug, Clone)]
@@ -164,58 +165,6 @@ fn play(rf: &Replyfix, index: usize, ex: &Example) -> (String, u32) {
     }
 }
 
-/// `replyfix explain --json` for many replies with the same facts at once
-/// (one per line on standard input): the wire form each client sees and
-/// the deciding rule.
-fn explain_batch(
-    command: &str,
-    accepted: u32,
-    authenticated: bool,
-    replies: &[&str],
-) -> Vec<(String, Option<String>)> {
-    let accepted = accepted.to_string();
-    let mut cmd = Command::new(common::replyfix_bin());
-    cmd.args(["explain", "--json", "--command", command])
-        .args(["--recipients-accepted", &accepted]);
-    if authenticated {
-        cmd.arg("--authenticated");
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn replyfix explain");
-    let input = replies.join("\n") + "\n";
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write replies");
-    let out = child.wait_with_output().expect("replyfix explain");
-    assert!(
-        out.status.success(),
-        "replyfix explain: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<(String, Option<String>)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("explain --json line");
-            let wire = v["client_sees"]["wire"]
-                .as_array()
-                .expect("client_sees.wire")
-                .iter()
-                .map(|l| format!("{}\r\n", l.as_str().expect("wire line")))
-                .collect();
-            (wire, v["rule"].as_str().map(str::to_string))
-        })
-        .collect();
-    assert_eq!(results.len(), replies.len(), "one answer per reply");
-    results
-}
-
 /// The text of each line, without its code and separator.
 fn bodies(reply: &str) -> Vec<&str> {
     reply
@@ -356,7 +305,7 @@ fn every_builtin_rule_example_gives_the_same_reply_end_to_end() {
             .iter()
             .map(|&k| all[seen[k].0].reply.as_str())
             .collect();
-        let answers = explain_batch(&command, accepted, authenticated, &replies);
+        let answers = explained_batch(&command, accepted, authenticated, &replies);
         for (k, explained) in members.iter().zip(&answers) {
             let (i, got, accepted) = &seen[*k];
             if let Err(e) = check(&all[*i], got, *accepted, explained) {

@@ -1,6 +1,7 @@
 //! End-to-end tests with real SMTP peers around the real `replyfix` binary:
 //! swaks and Python's smtplib as clients, Postfix's smtp-sink as upstream
 //! (dumping each message to a file) and smtp-source as a load client.
+//! TLS with real peers is tested in tests/tls.rs.
 //!
 //! smtp-sink's dump holds the message un-dot-stuffed with LF line ends (see
 //! `man smtp-sink`, DUMP FILE FORMAT), so byte exactness against it is

@@ -113,7 +113,10 @@ fn proxy_v1_from_a_trusted_peer_gives_the_real_client_address_to_the_upstream() 
     assert!(c.cmd("EHLO client.test").starts_with("250"));
     c.cmd("QUIT");
     let s = wait_seen(&seen, |s| !s.proxied.is_empty());
-    assert_eq!(s.proxied, vec!["192.0.2.7:40000".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        s.proxied,
+        vec!["192.0.2.7:40000".parse::<SocketAddr>().unwrap()]
+    );
     let closed = rf.wait_for_record("session closed");
     assert_eq!(field(&closed, "client").as_deref(), Some("192.0.2.7:40000"));
 }
@@ -149,7 +152,10 @@ fn proxy_header_from_an_untrusted_peer_is_closed_without_a_greeting() {
     c.send_lenient(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n");
     assert_eq!(c.read_to_close(), "");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(seen.lock().unwrap().lines.is_empty(), "no upstream connection");
+    assert!(
+        seen.lock().unwrap().lines.is_empty(),
+        "no upstream connection"
+    );
 }
 
 #[test]
@@ -216,7 +222,10 @@ fn proxy_v2_and_a_tls_client_hello_in_one_packet_work_with_implicit_tls() {
     assert!(greeting.starts_with("220 upstream.test"), "{greeting}");
     tls.write_all(b"QUIT\r\n").unwrap();
     let closed = rf.wait_for_record("session closed");
-    assert_eq!(field(&closed, "client").as_deref(), Some("198.51.100.9:6000"));
+    assert_eq!(
+        field(&closed, "client").as_deref(),
+        Some("198.51.100.9:6000")
+    );
     drop(seen);
 }
 
@@ -232,7 +241,10 @@ fn xclient_tells_the_upstream_the_client_address_before_the_first_ehlo() {
     let local_port = c.try_clone_writer().local_addr().unwrap().port();
     let ehlo = c.cmd("EHLO client.test");
     assert!(ehlo.starts_with("250-upstream.test"), "{ehlo}");
-    assert!(!ehlo.contains("XCLIENT"), "XCLIENT is never offered to clients: {ehlo}");
+    assert!(
+        !ehlo.contains("XCLIENT"),
+        "XCLIENT is never offered to clients: {ehlo}"
+    );
     assert!(c.cmd("MAIL FROM:<a@example.com>").starts_with("250"));
     c.cmd("QUIT");
     let s = wait_seen(&seen, |s| s.lines.iter().any(|l| l == "QUIT"));
@@ -318,7 +330,10 @@ fn sighup_reloads_rules_for_the_next_transaction_and_an_invalid_file_changes_not
     assert!(c.cmd("RCPT TO:<c@y>").starts_with("550 5.1.1"));
     assert!(c.cmd("RSET").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<a@x>").starts_with("250"));
-    assert!(c.cmd("RCPT TO:<b@y>").starts_with("554 5.7.1"), "next transaction uses v2");
+    assert!(
+        c.cmd("RCPT TO:<b@y>").starts_with("554 5.7.1"),
+        "next transaction uses v2"
+    );
 
     // An invalid file changes nothing.
     std::fs::write(&rules, "rules:\n  - id: broken\n    when: {code: 530}\n    then: {remap: {code: 250, enhanced: 2.0.0}}\n").unwrap();
@@ -333,7 +348,10 @@ fn sighup_reloads_rules_for_the_next_transaction_and_an_invalid_file_changes_not
 #[test]
 fn sigterm_closes_idle_sessions_with_421_and_lets_a_transaction_finish_f6() {
     let up = FakeUpstream::start();
-    let mut rf = Replyfix::start(up.addr, ServeOptions::default().yaml("timeouts:\n  drain: 5s"));
+    let mut rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml("timeouts:\n  drain: 5s"),
+    );
     let (mut idle, _) = rf.connect_greeted();
     idle.cmd("EHLO idle.test");
     let (mut busy, _) = rf.connect_greeted();
@@ -360,5 +378,161 @@ fn sigterm_closes_idle_sessions_with_421_and_lets_a_transaction_finish_f6() {
         "421 4.3.2 proxy.example.test service shutting down\r\n"
     );
     let exited = poll(Duration::from_secs(7), || rf.exit_status());
-    assert_eq!(exited.map(|s| s.success()), Some(true), "exit 0 within drain");
+    assert_eq!(
+        exited.map(|s| s.success()),
+        Some(true),
+        "exit 0 within drain"
+    );
+}
+
+#[test]
+fn a_command_trickled_byte_by_byte_is_cut_at_the_whole_command_deadline_r3() {
+    let up = FakeUpstream::start();
+    let rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml("timeouts:\n  command: 2s\n  client_idle: 30s"),
+    );
+    let (mut c, _) = rf.connect_greeted();
+    let started = std::time::Instant::now();
+    let mut reply = String::new();
+    // One byte every 300 ms: each byte alone would reset an idle timer.
+    for b in b"EHLO slow.client.example.with.a.long.name\r\n" {
+        c.send_lenient(&[*b]);
+        std::thread::sleep(Duration::from_millis(300));
+        c.set_read_timeout(Duration::from_millis(10));
+        if let Ok(Some(r)) = c.try_read_reply() {
+            reply = r;
+            break;
+        }
+    }
+    assert_eq!(
+        reply,
+        "421 4.4.2 proxy.example.test Error: timeout exceeded\r\n"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+/// A plain HTTP GET on the admin endpoint: (status line, body).
+fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text.lines().next().unwrap_or("").to_string();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn metrics_count_a_rewrite_by_rule_and_readyz_turns_503_while_draining_f6() {
+    let up = FakeUpstream::with_script(|line| {
+        if line.starts_with("RCPT") {
+            Step::reply("530 5.7.1 User unknown in virtual mailbox table")
+        } else {
+            Step::Default
+        }
+    });
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default()
+            .yaml(&format!("admin:\n  listen: \"{admin}\""))
+            .yaml("timeouts:\n  drain: 4s"),
+    );
+    assert_eq!(http_get(admin, "/healthz").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(admin, "/readyz").0, "HTTP/1.1 200 OK");
+    let (mut c, _) = rf.connect_greeted();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@x>");
+    assert!(c.cmd("RCPT TO:<typo@y>").starts_with("550 5.1.1"));
+    let (status, body) = http_get(admin, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let rewrite = body
+        .lines()
+        .find(|l| l.starts_with("replyfix_rewrites_total{") && l.contains("original_code=\"530\""))
+        .unwrap_or_else(|| panic!("no rewrite sample in:\n{body}"));
+    assert!(rewrite.contains("new_code=\"550\""), "{rewrite}");
+    assert!(rewrite.contains("mode=\"enforce\""), "{rewrite}");
+    assert!(rewrite.ends_with(" 1"), "{rewrite}");
+    assert!(
+        body.contains("replyfix_sessions_active{listener=\"main\"} 1"),
+        "{body}"
+    );
+
+    // A transaction is open: the drain waits for it while /readyz says 503.
+    signal(rf.pid(), "-TERM");
+    let draining = poll(Duration::from_secs(3), || {
+        (http_get(admin, "/readyz").0 == "HTTP/1.1 503 Service Unavailable").then_some(())
+    });
+    assert!(draining.is_some(), "readyz did not turn 503");
+    // The drain deadline ends the open transaction with 421 4.3.2.
+    c.set_read_timeout(Duration::from_secs(8));
+    assert_eq!(
+        c.read_reply(),
+        "421 4.3.2 proxy.example.test service shutting down\r\n"
+    );
+    let exited = poll(Duration::from_secs(8), || rf.exit_status());
+    assert_eq!(exited.map(|s| s.success()), Some(true));
+}
+
+#[test]
+fn the_proxy_records_a_transcript_that_replay_judges_with_candidate_rules() {
+    let up = FakeUpstream::with_script(|line| {
+        if line.starts_with("RCPT") {
+            Step::reply("530 5.7.1 User unknown in virtual mailbox table")
+        } else {
+            Step::Default
+        }
+    });
+    let dir = TempDir::new("transcript");
+    let path = dir.path().join("t.jsonl");
+    let mut rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml(&format!("transcript:\n  path: \"{}\"", path.display())),
+    );
+    let (mut c, _) = rf.connect_greeted();
+    c.cmd("EHLO client.test");
+    // Whatever the upstream answers, the SASL line must not be recorded.
+    c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldHBhc3M=");
+    c.cmd("MAIL FROM:<alice@example.com>");
+    assert!(c.cmd("RCPT TO:<typo@example.org>").starts_with("550 5.1.1"));
+    c.cmd("QUIT");
+    rf.wait_for_record("session closed");
+    signal(rf.pid(), "-TERM");
+    assert!(poll(Duration::from_secs(10), || rf.exit_status()).is_some());
+
+    let text = std::fs::read_to_string(&path).expect("transcript written");
+    assert!(text.contains("\"context\":\"rcpt\""), "{text}");
+    for secret in ["AGFsaWNlAHNlY3JldHBhc3M", "secretpass", "alice@", "typo@"] {
+        assert!(!text.contains(secret), "{secret} in transcript:\n{text}");
+    }
+    let candidate = dir.path().join("candidate.yaml");
+    std::fs::write(
+        &candidate,
+        "rules:\n  - id: blunt\n    description: every 530 at RCPT is 554 5.7.1\n    when: {code: 530, command: [rcpt]}\n    then:\n      remap: {code: 554, enhanced: 5.7.1}\n",
+    )
+    .unwrap();
+    let out = Command::new(replyfix_bin())
+        .arg("replay")
+        .arg(&path)
+        .arg("--rules")
+        .arg(&candidate)
+        .arg("--changed-only")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[CHANGED]"), "{stdout}");
+    assert!(stdout.contains("554 5.7.1 User unknown"), "{stdout}");
+    assert!(stdout.contains("550 5.1.1 User unknown"), "{stdout}");
 }

@@ -7,7 +7,11 @@
 
 use std::io;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{client, server};
 
@@ -18,8 +22,6 @@ pub const READ_CHUNK: usize = 16 * 1024;
 pub enum ReadOutcome {
     Data(Vec<u8>),
     Eof,
-    /// Spurious readiness; nothing read.
-    Nothing,
 }
 
 /// A connection on one leg.
@@ -34,27 +36,15 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Waits for bytes. A plain connection waits for readiness first and
-    /// reads into a buffer that exists only for this call.
+    /// Waits for bytes. The read goes into a per-thread scratch buffer and
+    /// only what arrived is copied out, so an idle session holds no read
+    /// buffer; reading through `poll_read` also lets tokio clear the
+    /// socket's readiness after a short read (no extra failing `recv`).
     pub async fn read_some(&mut self) -> ReadOutcome {
         match self {
-            Conn::Plain(tcp) => {
-                if tcp.readable().await.is_err() {
-                    return ReadOutcome::Eof;
-                }
-                let mut buf = vec![0u8; READ_CHUNK];
-                match tcp.try_read(&mut buf) {
-                    Ok(0) => ReadOutcome::Eof,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        ReadOutcome::Data(buf)
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Nothing,
-                    Err(_) => ReadOutcome::Eof,
-                }
-            }
-            Conn::ServerTls(s) => read_tls(s.as_mut()).await,
-            Conn::ClientTls(s) => read_tls(s.as_mut()).await,
+            Conn::Plain(tcp) => read_chunk(tcp).await,
+            Conn::ServerTls(s) => read_chunk(s.as_mut()).await,
+            Conn::ClientTls(s) => read_chunk(s.as_mut()).await,
             Conn::Gone => std::future::pending().await,
         }
     }
@@ -108,13 +98,23 @@ impl Conn {
     }
 }
 
-async fn read_tls<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> ReadOutcome {
-    let mut buf = vec![0u8; READ_CHUNK];
-    match s.read(&mut buf).await {
-        Ok(0) | Err(_) => ReadOutcome::Eof,
-        Ok(n) => {
-            buf.truncate(n);
-            ReadOutcome::Data(buf)
-        }
-    }
+thread_local! {
+    /// One read buffer per runtime thread, shared by all its sessions.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+async fn read_chunk<S: AsyncRead + Unpin>(s: &mut S) -> ReadOutcome {
+    std::future::poll_fn(|cx| {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut *s).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(_)) => Poll::Ready(ReadOutcome::Eof),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(ReadOutcome::Eof),
+                Poll::Ready(Ok(())) => Poll::Ready(ReadOutcome::Data(buf.filled().to_vec())),
+            }
+        })
+    })
+    .await
 }

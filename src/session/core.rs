@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::config::{BareLineEndings, Mode};
 use crate::rules::{RuleSet, SessionFacts, Verdict};
@@ -56,6 +56,10 @@ pub struct CoreSettings {
     /// Commands other than EHLO/HELO/STARTTLS/NOOP/RSET/QUIT need TLS first
     /// (T5).
     pub require_tls: bool,
+    /// Emit [`Event::Transcript`] for every judged reply (for `replay`).
+    pub record: bool,
+    /// The session id, for transcript entries.
+    pub session_id: String,
 }
 
 impl CoreSettings {
@@ -77,6 +81,8 @@ impl CoreSettings {
             reply_limits: ReplyLimits::default(),
             tls_offered: false,
             require_tls: false,
+            record: false,
+            session_id: String::new(),
         }
     }
 }
@@ -167,6 +173,11 @@ pub enum Event {
     Auth { mechanism: String, success: bool },
     /// A transaction ended with the upstream's reply to its end of data.
     Transaction { accepted: bool, recipients: u32 },
+    /// The upstream answered a command (for metrics: context and code).
+    Reply { context: CommandKind, code: u16 },
+    /// A judged reply for the transcript (only with `record`): context,
+    /// facts, replies and verdict; never SASL data, content or addresses.
+    Transcript(Box<crate::explain::transcript::TranscriptEntry>),
 }
 
 /// What the client's bytes mean right now. One enum, not a set of flags.
@@ -394,6 +405,12 @@ impl Core {
         wait
     }
 
+    /// True while part of a command line (or SASL line) has arrived and its
+    /// end has not: the driver's whole-command deadline runs (R3).
+    pub fn has_partial_line(&self) -> bool {
+        matches!(self.phase, Phase::Command | Phase::Sasl) && !self.client_buf.is_empty()
+    }
+
     /// True while a message is being transferred (content or a BDAT chunk):
     /// the driver applies the minimum data rate then.
     pub fn in_content(&self) -> bool {
@@ -504,8 +521,76 @@ impl Core {
             );
             return;
         }
-        self.client_buf.extend_from_slice(data);
+        if self.client_buf.is_empty() && matches!(self.phase, Phase::Content { .. }) {
+            // Message content goes from the read buffer straight to the
+            // upstream buffer (one copy, not two); only what follows the end
+            // of data is kept.
+            let consumed = self.content(data);
+            self.client_buf.extend_from_slice(&data[consumed..]);
+        } else {
+            self.client_buf.extend_from_slice(data);
+        }
         self.process_client();
+    }
+
+    /// Scans message content (D1-D3, D6) into the upstream buffer; returns
+    /// how many bytes of `input` it consumed (all of them unless the end of
+    /// data or a bare byte was found).
+    fn content(&mut self, input: &[u8]) -> usize {
+        let Phase::Content { scanner, size } = &mut self.phase else {
+            return 0;
+        };
+        let sanitize = self.settings.bare_line_endings == BareLineEndings::Sanitize;
+        let before = self.to_upstream.len();
+        let scan = scanner.scan(input, sanitize, &mut self.to_upstream);
+        *size += (self.to_upstream.len() - before) as u64;
+        let too_big = self
+            .settings
+            .max_message_size
+            .is_some_and(|max| *size > max);
+        match scan {
+            DataScan::More if too_big => {
+                let skipper = scanner.skipper();
+                self.abort_content(
+                    skipper,
+                    "552 5.3.4 Error: message size exceeds fixed limit\r\n",
+                    EndReason::ClientProtocol,
+                );
+                input.len()
+            }
+            DataScan::More => input.len(),
+            DataScan::End { consumed } => {
+                if too_big {
+                    // The end was forwarded with the content; the upstream
+                    // may have accepted: drop instead.
+                    self.to_upstream.truncate(before);
+                    self.close_upstream = true;
+                    self.upstream_gone = true;
+                    self.pending.clear();
+                    self.to_client.extend_from_slice(
+                        b"552 5.3.4 Error: message size exceeds fixed limit\r\n",
+                    );
+                    self.finish(EndReason::ClientProtocol);
+                    return consumed;
+                }
+                self.push_upstream(CommandKind::DataEnd, false);
+                self.phase = Phase::Command;
+                consumed
+            }
+            DataScan::Bare { at, byte } => {
+                // D2 reject: stop forwarding; close upstream without an end
+                // of data; read to the real end.
+                self.events.push(Event::ClientProtocolError(format!(
+                    "bare {byte:?} in message content"
+                )));
+                self.abort_content(
+                    EndOfDataSkipper::new(false),
+                    "550 5.5.2 Error: bare <CR>/<LF>/<NUL> in message content\r\n",
+                    EndReason::BareLineEnding,
+                );
+                at
+            }
+        }
     }
 
     /// The client closed its side (or the connection broke).
@@ -705,58 +790,11 @@ impl Core {
                     }
                     Some(Ok(line)) => self.forward_sasl(&line),
                 },
-                Phase::Content { scanner, size } => {
-                    let sanitize = self.settings.bare_line_endings == BareLineEndings::Sanitize;
-                    let before = self.to_upstream.len();
-                    let input = self.client_buf.split().freeze();
-                    let scan = scanner.scan(&input, sanitize, &mut self.to_upstream);
-                    *size += (self.to_upstream.len() - before) as u64;
-                    let too_big = self
-                        .settings
-                        .max_message_size
-                        .is_some_and(|max| *size > max);
-                    match scan {
-                        DataScan::More if too_big => {
-                            let skipper = scanner.skipper();
-                            self.abort_content(
-                                skipper,
-                                "552 5.3.4 Error: message size exceeds fixed limit\r\n",
-                                EndReason::ClientProtocol,
-                            );
-                        }
-                        DataScan::More => {}
-                        DataScan::End { consumed } => {
-                            self.client_buf = BytesMut::from(&input[consumed..]);
-                            if too_big {
-                                // The end was forwarded with the content; the
-                                // upstream may have accepted: drop instead.
-                                self.to_upstream.truncate(before);
-                                self.close_upstream = true;
-                                self.upstream_gone = true;
-                                self.pending.clear();
-                                self.to_client.extend_from_slice(
-                                    b"552 5.3.4 Error: message size exceeds fixed limit\r\n",
-                                );
-                                self.finish(EndReason::ClientProtocol);
-                                return;
-                            }
-                            self.push_upstream(CommandKind::DataEnd, false);
-                            self.phase = Phase::Command;
-                        }
-                        DataScan::Bare { at, byte } => {
-                            // D2 reject: stop forwarding; close upstream
-                            // without an end of data; read to the real end.
-                            self.client_buf = BytesMut::from(&input[at..]);
-                            self.events.push(Event::ClientProtocolError(format!(
-                                "bare {byte:?} in message content"
-                            )));
-                            self.abort_content(
-                                EndOfDataSkipper::new(false),
-                                "550 5.5.2 Error: bare <CR>/<LF>/<NUL> in message content\r\n",
-                                EndReason::BareLineEnding,
-                            );
-                        }
-                    }
+                Phase::Content { .. } => {
+                    let input = std::mem::take(&mut self.client_buf);
+                    let consumed = self.content(&input);
+                    self.client_buf = input;
+                    self.client_buf.advance(consumed);
                 }
                 Phase::Drain {
                     skipper,
@@ -1116,6 +1154,10 @@ impl Core {
             self.finish(EndReason::ClientProtocol);
             return;
         }
+        self.events.push(Event::Reply {
+            context: front.kind,
+            code,
+        });
         let to_send = self.judge_and_edit(&front, reply);
         let success = code < 400;
         self.to_client.extend_from_slice(to_send.raw());
@@ -1160,7 +1202,22 @@ impl Core {
             listener: &self.settings.listener,
             upstream: &self.settings.upstream,
         };
-        match self.rules.judge(&reply, &facts) {
+        let verdict = self.rules.judge(&reply, &facts);
+        if self.settings.record {
+            use crate::explain::transcript::TranscriptEntry;
+            let mut entry = TranscriptEntry::new(
+                &self.settings.session_id,
+                &facts,
+                &reply,
+                &verdict,
+                self.rules.version(),
+            );
+            if self.settings.mode == Mode::Shadow {
+                entry = entry.with_sent(&reply);
+            }
+            self.events.push(Event::Transcript(Box::new(entry)));
+        }
+        match verdict {
             Verdict::NoMatch => reply,
             Verdict::Keep { rule } => {
                 self.events.push(Event::Kept {

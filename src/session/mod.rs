@@ -28,8 +28,11 @@ use tokio_rustls::TlsAcceptor;
 
 use self::conn::{Conn, ReadOutcome};
 use self::core::{Core, CoreSettings, EndReason, Event, UpstreamWait};
+use crate::admin::Readiness;
 use crate::config::{ClientAddressForwarding, Limits, Timeouts, UpstreamConfig};
+use crate::explain::transcript::TranscriptWriter;
 use crate::logging::AddressLog;
+use crate::metrics::{Metrics, TlsLeg};
 use crate::rules::RuleSet;
 use crate::smtp::escape::escape;
 use crate::tls::{ServerTls, TlsInfo, UpstreamTlsContext};
@@ -54,6 +57,20 @@ pub struct SessionContext {
     pub helo: String,
     /// How the upstream learns the client's address.
     pub forwarding: ClientAddressForwarding,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    /// Where judged replies are recorded for `replyfix replay`, if anywhere.
+    pub transcript: Option<Arc<TranscriptWriter>>,
+}
+
+/// The server's stop signal, as sessions see it (F6).
+pub mod stop {
+    /// Serving.
+    pub const RUNNING: u8 = 0;
+    /// Stop accepting; end sessions between transactions.
+    pub const DRAIN: u8 = 1;
+    /// The drain deadline passed: end every session now.
+    pub const FORCE: u8 = 2;
 }
 
 /// TLS facts for the session log line.
@@ -73,12 +90,14 @@ pub async fn run(
     local: SocketAddr,
     ctx: Arc<SessionContext>,
     id: String,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<u8>,
 ) {
     let started = Instant::now();
+    ctx.metrics.session_started(&ctx.listener);
     let _ = client.set_nodelay(true);
     let mut settings = ctx.core.clone();
     settings.client = Some(peer.ip());
+    settings.session_id = id.clone();
     let mut core = Core::new(settings, ctx.rules.clone());
     let mut stats = Stats::default();
     let mut tls = LegTls::default();
@@ -118,11 +137,25 @@ pub async fn run(
         client: peer,
         local,
     };
-    let established =
-        upstream::establish(&ctx.upstream.servers, &ctx.upstream_tls, &ctx.helo, setup, who)
-            .await;
+    let connect_started = Instant::now();
+    let established = upstream::establish(
+        &ctx.upstream.servers,
+        &ctx.upstream_tls,
+        &ctx.helo,
+        setup,
+        who,
+    )
+    .await;
+    let connect_secs = connect_started.elapsed().as_secs_f64();
     let (mut upstream, server) = match established {
         Ok(est) => {
+            ctx.metrics
+                .upstream_connect(&ctx.upstream.name, true, connect_secs);
+            ctx.readiness
+                .set_upstream_reachable(&ctx.upstream.name, true);
+            if est.tls.is_some() {
+                ctx.metrics.tls_handshake(TlsLeg::Upstream, true);
+            }
             let verified = est.tls.as_ref().is_some_and(|t| t.verified);
             core.set_upstream_tls(est.tls.is_some(), verified);
             if est.xclient {
@@ -141,10 +174,19 @@ pub async fn run(
             let _ = timeout(Duration::from_secs(10), client.write_all(reply.as_bytes())).await;
             client.shutdown().await;
             let reason = match e {
-                UpstreamFailure::Unreachable(_) => EndReason::UpstreamUnavailable,
-                UpstreamFailure::TlsUnavailable(_) => EndReason::UpstreamTls,
+                UpstreamFailure::Unreachable(_) => {
+                    ctx.metrics
+                        .upstream_connect(&ctx.upstream.name, false, connect_secs);
+                    ctx.readiness
+                        .set_upstream_reachable(&ctx.upstream.name, false);
+                    EndReason::UpstreamUnavailable
+                }
+                UpstreamFailure::TlsUnavailable(_) => {
+                    ctx.metrics.tls_handshake(TlsLeg::Upstream, false);
+                    EndReason::UpstreamTls
+                }
             };
-            log_end(&id, peer, "-", &core, &stats, &tls, reason, started);
+            end(&ctx, &id, peer, "-", &core, &stats, &tls, reason, started);
             return;
         }
     };
@@ -153,7 +195,10 @@ pub async fn run(
     let mut client_deadline = Instant::now() + ctx.timeouts.client_idle;
     let lifetime_end = Instant::now() + ctx.limits.max_session_lifetime;
     let mut content_started: Option<(Instant, u64)> = None;
-    let mut shutting_down = *shutdown.borrow();
+    // R3: a command line must arrive whole within `timeouts.command`, however
+    // slowly its bytes trickle in.
+    let mut partial_since: Option<Instant> = None;
+    let mut shutting_down = *shutdown.borrow() != stop::RUNNING;
 
     let reason = loop {
         // 1. Write what the core produced, upstream first.
@@ -176,6 +221,7 @@ pub async fn run(
                 let _ = core.take_to_client();
             }
         }
+        ctx.metrics.bytes(up.len() as u64, out.len() as u64);
         for event in core.take_events() {
             log_event(&id, peer, &server, &ctx, &event);
         }
@@ -185,7 +231,9 @@ pub async fn run(
         if core.take_start_client_tls() {
             // T1: the 220 is out and nothing was waiting in the core's
             // buffer; the raw stream goes to the acceptor.
-            match client_handshake(&mut client, &ctx).await {
+            let result = client_handshake(&mut client, &ctx).await;
+            ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
+            match result {
                 Ok(info) => {
                     tls.client = Some(info);
                     guard(&mut core, |c| c.client_tls_established());
@@ -216,16 +264,30 @@ pub async fn run(
             (w, _) => Some((w, Instant::now() + reply_timeout(&ctx, w))),
         };
         let read_client = core.wants_client_input();
-        let client_timer = read_client && wait == UpstreamWait::Idle || core.in_content();
-        let next_client_deadline = client_deadline.min(lifetime_end);
+        let client_timer = read_client && wait == UpstreamWait::Idle
+            || core.in_content()
+            || partial_since.is_some();
+        partial_since = match (core.has_partial_line(), partial_since) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+        };
+        let mut next_client_deadline = client_deadline.min(lifetime_end);
+        if let Some(t) = partial_since {
+            next_client_deadline = next_client_deadline.min(t + ctx.timeouts.command);
+        }
         let far = Instant::now() + Duration::from_secs(86400);
         let read_upstream = upstream.is_open();
 
         // 3. Wait for the first thing to happen.
         tokio::select! {
             biased;
-            changed = shutdown.changed(), if !shutting_down => {
-                if changed.is_err() || *shutdown.borrow() {
+            changed = shutdown.changed() => {
+                let now = *shutdown.borrow();
+                if changed.is_err() || now == stop::FORCE {
+                    // The drain deadline passed (or the server is gone).
+                    guard(&mut core, |c| c.shutdown());
+                } else if now == stop::DRAIN {
                     shutting_down = true;
                 }
             }
@@ -243,7 +305,6 @@ pub async fn run(
                         upstream = Conn::Gone;
                         guard(&mut core, |c| c.upstream_eof());
                     }
-                    ReadOutcome::Nothing => {}
                 }
             }
             r = client.read_some(), if read_client => {
@@ -265,7 +326,6 @@ pub async fn run(
                     ReadOutcome::Eof => {
                         guard(&mut core, |c| c.client_eof());
                     }
-                    ReadOutcome::Nothing => {}
                 }
             }
             _ = sleep_until(upstream_deadline.map(|(_, at)| at).unwrap_or(far)), if upstream_deadline.is_some() => {
@@ -281,7 +341,26 @@ pub async fn run(
     };
     upstream.shutdown().await;
     client.shutdown().await;
-    log_end(&id, peer, &server, &core, &stats, &tls, reason, started);
+    end(
+        &ctx, &id, peer, &server, &core, &stats, &tls, reason, started,
+    );
+}
+
+/// The session's last word: metrics and the session log line.
+#[allow(clippy::too_many_arguments)]
+fn end(
+    ctx: &SessionContext,
+    id: &str,
+    peer: SocketAddr,
+    server: &str,
+    core: &Core,
+    stats: &Stats,
+    tls: &LegTls,
+    reason: EndReason,
+    started: Instant,
+) {
+    ctx.metrics.session_ended(&ctx.listener, reason.as_str());
+    log_end(id, peer, server, core, stats, tls, reason, started);
 }
 
 fn reply_timeout(ctx: &SessionContext, wait: UpstreamWait) -> Duration {
@@ -350,6 +429,8 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
             new,
             shadow,
         } => {
+            ctx.metrics
+                .rewrite(rule, original.code().get(), new.code().get(), *shadow);
             tracing::info!(
                 target: "replyfix::rewrite",
                 session = %id,
@@ -383,6 +464,12 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
         Event::Auth { mechanism, success } => {
             // L1: mechanism and outcome only.
             tracing::info!(session = %id, mechanism = %mechanism, success = *success, "authentication");
+        }
+        Event::Reply { context, code } => ctx.metrics.reply(*context, *code),
+        Event::Transcript(entry) => {
+            if let Some(t) = &ctx.transcript {
+                t.record(entry);
+            }
         }
         Event::Transaction {
             accepted,

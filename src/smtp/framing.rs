@@ -280,10 +280,7 @@ impl DataScanner {
                     // interest passes untouched.
                     self.state = State::Mid;
                     i += 1;
-                    i += input[i..]
-                        .iter()
-                        .position(|&c| matches!(c, b'\r' | b'\n' | 0))
-                        .unwrap_or(input.len() - i);
+                    i += memchr::memchr3(b'\r', b'\n', 0, &input[i..]).unwrap_or(input.len() - i);
                     continue;
                 }
             };

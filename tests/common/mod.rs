@@ -156,16 +156,6 @@ pub fn replyfix_bin() -> &'static str {
     env!("CARGO_BIN_EXE_replyfix")
 }
 
-/// Runs `replyfix ARGS` to completion (for `check`, `explain`, ...).
-pub fn run_replyfix(args: &[&str]) -> std::process::Output {
-    Command::new(replyfix_bin())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run replyfix")
-}
-
 /// The `hostname:` replyfix uses in its own replies when started from a
 /// config file ([`ServeOptions::config`]).
 pub const PROXY_HOSTNAME: &str = "proxy.example.test";
@@ -262,7 +252,8 @@ pub struct Replyfix {
     /// Where clients connect.
     pub addr: SocketAddr,
     stderr_path: PathBuf,
-    dir: TempDir,
+    /// Holds the config file and the stderr log; removed on drop.
+    _dir: TempDir,
 }
 
 impl Replyfix {
@@ -320,7 +311,7 @@ impl Replyfix {
                 child,
                 addr,
                 stderr_path,
-                dir,
+                _dir: dir,
             };
             let ready = poll(START_TIMEOUT, || {
                 if rf.log().lines().any(|l| l.contains("listening")) {
@@ -397,7 +388,6 @@ impl Replyfix {
         (c, greeting)
     }
 
-    /// A scratch directory that lives as long as this process handle.
     /// The exit status, once the process has exited.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
@@ -406,10 +396,6 @@ impl Replyfix {
     /// The process id (to send signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
@@ -438,43 +424,59 @@ pub fn field(record: &serde_json::Value, key: &str) -> Option<String> {
 /// (CRLF-terminated) and the deciding rule id. The relay must send exactly
 /// that; the tests check the codes independently as well.
 pub fn explained(command: &str, accepted: u32, reply: &str) -> (String, Option<String>) {
-    explained_with(command, accepted, false, reply)
+    explained_batch(command, accepted, false, &[reply]).remove(0)
 }
 
-/// [`explained`] for an authenticated session when `authenticated`.
-pub fn explained_with(
+/// [`explained`] for many replies with the same session facts, in one
+/// `replyfix explain` run (one reply per line on its standard input).
+pub fn explained_batch(
     command: &str,
     accepted: u32,
     authenticated: bool,
-    reply: &str,
-) -> (String, Option<String>) {
+    replies: &[&str],
+) -> Vec<(String, Option<String>)> {
     let accepted = accepted.to_string();
-    let mut args = vec![
-        "explain",
-        "--json",
-        "--command",
-        command,
-        "--recipients-accepted",
-        &accepted,
-    ];
+    let mut cmd = Command::new(replyfix_bin());
+    cmd.args(["explain", "--json", "--command", command])
+        .args(["--recipients-accepted", &accepted])
+        .env_remove("RUST_LOG");
     if authenticated {
-        args.push("--authenticated");
+        cmd.arg("--authenticated");
     }
-    args.push(reply);
-    let out = run_replyfix(&args);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn replyfix explain");
+    let input = replies.join("\n") + "\n";
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write replies");
+    let out = child.wait_with_output().expect("replyfix explain");
     assert!(
         out.status.success(),
         "replyfix explain failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("explain --json");
-    let wire: String = v["client_sees"]["wire"]
-        .as_array()
-        .expect("client_sees.wire")
-        .iter()
-        .map(|l| format!("{}\r\n", l.as_str().expect("wire line")))
+    let answers: Vec<(String, Option<String>)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("explain --json line");
+            let wire = v["client_sees"]["wire"]
+                .as_array()
+                .expect("client_sees.wire")
+                .iter()
+                .map(|l| format!("{}\r\n", l.as_str().expect("wire line")))
+                .collect();
+            (wire, v["rule"].as_str().map(str::to_string))
+        })
         .collect();
-    (wire, v["rule"].as_str().map(str::to_string))
+    assert_eq!(answers.len(), replies.len(), "one answer per reply");
+    answers
 }
 
 /// A reply as replyfix's logs show it (PROTOCOL L4: `\xNN` escapes).
@@ -589,10 +591,6 @@ impl SmtpClient {
     /// A second handle on the socket for writing from another thread.
     pub fn try_clone_writer(&self) -> TcpStream {
         self.stream.try_clone().expect("clone stream")
-    }
-
-    pub fn shutdown_write(&self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
     }
 
     pub fn set_read_timeout(&self, t: Duration) {

@@ -4,7 +4,21 @@
 //!
 //! It owns only presentation: the decision is [`RuleSet::judge`]'s, the
 //! same one the proxy makes. Everything shown from the reply is escaped
-//! (L4). It never does I/O.
+//! (L4). It opens no sockets and, but for the transcript file the proxy
+//! asks [`transcript::TranscriptWriter`] to append to, no files: callers
+//! hand it bytes or readers.
+//!
+//! Submodules read what people already have when a bounce puzzles them:
+//! [`dsn`] bounce messages, [`maillog`] MTA logs (streamed, bounded
+//! memory), [`transcript`] sessions recorded by the proxy and replayed
+//! against candidate rules; [`advice`] turns a verdict into plain words.
+
+pub mod advice;
+pub mod dsn;
+pub mod extract;
+pub mod maillog;
+pub mod topk;
+pub mod transcript;
 
 use std::fmt;
 

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Small SMTP clients for bench/run.sh (standard library only).
+
+latency HOST PORT COUNT
+    COUNT sequential transactions (connect, EHLO, MAIL, RCPT, DATA, a 1 KiB
+    body, QUIT). Prints one line of medians in microseconds:
+    `greet_p50 greet_p99 txn_p50 txn_p99 ok_count`.
+    connect-to-greeting = from connect() until the whole greeting is read;
+    transaction = from connect() until the reply to QUIT is read.
+
+idle HOST PORT COUNT READY_FILE HOLD_SECONDS
+    Opens COUNT sessions, reads each greeting, writes the number of sessions
+    that got a greeting to READY_FILE, then holds them open (idle) until
+    HOLD_SECONDS pass or READY_FILE.stop exists, and closes them.
+
+Every wait has a timeout; every loop is bounded by COUNT.
+"""
+
+import os
+import socket
+import sys
+import time
+
+TIMEOUT = 10.0
+BODY = (b"Subject: bench\r\n\r\n" + (b"x" * 78 + b"\r\n") * 13)[:1024] + b"\r\n.\r\n"
+
+
+def read_reply(sock, buf):
+    """Reads one complete (possibly multi-line) reply; returns (code, rest)."""
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if len(line) >= 4 and line[3:4] == b"-":
+                continue
+            return int(line[:3]), buf
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed while waiting for a reply")
+        buf += chunk
+
+
+def transaction(host, port):
+    t0 = time.perf_counter()
+    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        code, buf = read_reply(sock, b"")
+        t_greet = time.perf_counter()
+        if code != 220:
+            raise ConnectionError(f"greeting {code}")
+        steps = [
+            (b"EHLO bench.local\r\n", 250),
+            (b"MAIL FROM:<a@bench.local>\r\n", 250),
+            (b"RCPT TO:<b@bench.local>\r\n", 250),
+            (b"DATA\r\n", 354),
+            (BODY, 250),
+            (b"QUIT\r\n", 221),
+        ]
+        for line, want in steps:
+            sock.sendall(line)
+            code, buf = read_reply(sock, buf)
+            if code != want:
+                raise ConnectionError(f"{line[:4]!r}: {code}")
+        t_end = time.perf_counter()
+    finally:
+        sock.close()
+    return (t_greet - t0) * 1e6, (t_end - t0) * 1e6
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    i = min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))
+    return v[i]
+
+
+def latency(host, port, count):
+    greets, txns = [], []
+    for _ in range(count):
+        try:
+            g, t = transaction(host, port)
+        except (OSError, ConnectionError) as e:
+            print(f"latency: {e}", file=sys.stderr)
+            continue
+        greets.append(g)
+        txns.append(t)
+    print(
+        f"{pct(greets, 50):.0f} {pct(greets, 99):.0f} "
+        f"{pct(txns, 50):.0f} {pct(txns, 99):.0f} {len(txns)}"
+    )
+    return 0 if len(txns) == count else 1
+
+
+def idle(host, port, count, ready_file, hold):
+    socks = []
+    greeted = 0
+    deadline = time.monotonic() + 60
+    for _ in range(count):
+        try:
+            s = socket.create_connection((host, port), timeout=TIMEOUT)
+        except OSError as e:
+            print(f"idle: connect: {e}", file=sys.stderr)
+            break
+        socks.append(s)
+    for s in socks:
+        if time.monotonic() > deadline:
+            break
+        try:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            code, _ = read_reply(s, b"")
+            if code == 220:
+                greeted += 1
+        except (OSError, ConnectionError) as e:
+            print(f"idle: greeting: {e}", file=sys.stderr)
+    tmp = ready_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{greeted}\n")
+    os.replace(tmp, ready_file)
+    stop = ready_file + ".stop"
+    end = time.monotonic() + hold
+    while time.monotonic() < end and not os.path.exists(stop):
+        time.sleep(0.05)
+    for s in socks:
+        s.close()
+    return 0 if greeted == count else 1
+
+
+def main(argv):
+    if len(argv) >= 5 and argv[1] == "latency":
+        return latency(argv[2], int(argv[3]), int(argv[4]))
+    if len(argv) >= 7 and argv[1] == "idle":
+        return idle(argv[2], int(argv[3]), int(argv[4]), argv[5], float(argv[6]))
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
