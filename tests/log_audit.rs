@@ -136,8 +136,10 @@ fn upstream_reply_with_esc_nul_and_invalid_utf8_is_logged_escaped_l4_w5() {
         "{original}"
     );
     rf.wait_for_record("session closed");
-    // The bytes as written, not a lossy copy (stderr.log: tests/common).
-    let raw_log = std::fs::read(rf.dir().join("stderr.log")).expect("read stderr.log");
+    // The bytes as written, not the harness's lossy copy: the child's
+    // stderr is the log file; open it through /proc.
+    let raw_log = std::fs::read(format!("/proc/{}/fd/2", rf.pid())).expect("read replyfix stderr");
+    assert!(!raw_log.is_empty());
     for bad in [0x1b_u8, 0x00, 0xff, 0xfe] {
         assert!(!raw_log.contains(&bad), "raw byte {bad:#04x} in the log");
     }
