@@ -512,7 +512,15 @@ impl ReplyParser {
             // whose LF is still to come); past that, drop and remember (P2).
             let room = (self.limits.max_line + 1).saturating_sub(kept);
             if complete {
-                if self.line_cut || chunk.len() > room + 1 {
+                // The line's content, its CRLF or LF excluded (the CR may be
+                // the last byte kept from an earlier read).
+                let cr = if chunk.len() >= 2 {
+                    chunk[chunk.len() - 2] == b'\r'
+                } else {
+                    kept > 0 && self.buf.ends_with(b"\r")
+                };
+                let content = kept + chunk.len() - 1 - usize::from(cr);
+                if self.line_cut || content > self.limits.max_line {
                     let body = &chunk[..chunk.len() - 1];
                     self.buf.put_slice(&body[..room.min(body.len())]);
                     if self.buf.ends_with(b"\r") {
@@ -826,6 +834,42 @@ mod tests {
         assert!(out[0].truncated());
         assert_eq!(out[0].raw().len(), 16 + 2);
         assert_eq!(out[1].raw().as_ref(), b"250 next\r\n");
+    }
+
+    #[test]
+    fn lf_ended_line_one_over_the_bound_is_truncated_p2() {
+        // Found by fuzz/reply_parser: a line ending in a bare LF with
+        // max_line + 1 bytes of content was kept whole.
+        let limits = ReplyLimits {
+            max_line: 8,
+            ..ReplyLimits::default()
+        };
+        for (line, split) in [
+            (&b"550 aaaaa\n"[..], 0),
+            (b"550 aaaaa\n", 9),
+            (b"550 aaaaa\r\n", 9),
+            (b"550 aaaaa\r\n", 10),
+        ] {
+            let mut p = ReplyParser::new(limits);
+            let mut out = Vec::new();
+            p.feed(&line[..split], &mut out).unwrap();
+            p.feed(&line[split..], &mut out).unwrap();
+            assert_eq!(
+                out[0].raw().as_ref(),
+                b"550 aaaa\r\n",
+                "{line:?} split {split}"
+            );
+            assert!(out[0].truncated());
+        }
+        // Exactly max_line bytes of content pass whole, with either ending.
+        for (line, split) in [(&b"550 aaaa\n"[..], 8), (b"550 aaaa\r\n", 9)] {
+            let mut p = ReplyParser::new(limits);
+            let mut out = Vec::new();
+            p.feed(&line[..split], &mut out).unwrap();
+            p.feed(&line[split..], &mut out).unwrap();
+            assert_eq!(out[0].raw().as_ref(), line);
+            assert!(!out[0].truncated());
+        }
     }
 
     #[test]
