@@ -188,7 +188,6 @@ fn two_hundred_thousand_pipelined_rcpt_lines_keep_order_with_bounded_memory_r2()
 }
 
 #[test]
-#[ignore = "bug: the command deadline runs while complete pipelined lines wait behind the pipeline bound (R2/R3); see docs/reliability.md"]
 fn pipelined_complete_lines_are_not_cut_by_the_command_deadline_r2_r3() {
     // Every line arrives whole at once; the buffer only stays non-empty
     // because replyfix stops reading at max_pipeline outstanding commands
