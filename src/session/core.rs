@@ -144,18 +144,9 @@ impl EndReason {
 /// Something the driver logs or counts; never carries SASL data or content.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// A rule rewrote a reply (or would have, in shadow mode): W5.
-    Rewrite {
-        context: CommandKind,
-        /// The MAIL or RCPT address the reply answered, raw (the driver
-        /// formats it per `log_addresses`, L3).
-        address: Option<Bytes>,
-        rule: Arc<str>,
-        rules_version: Arc<str>,
-        original: Reply,
-        new: Reply,
-        shadow: bool,
-    },
+    /// A rule rewrote a reply (or would have, in shadow mode): W5. Boxed:
+    /// events are many and this one is rare and large.
+    Rewrite(Box<Rewrite>),
     /// A rule matched and kept the reply.
     Kept {
         context: CommandKind,
@@ -178,6 +169,20 @@ pub enum Event {
     /// A judged reply for the transcript (only with `record`): context,
     /// facts, replies and verdict; never SASL data, content or addresses.
     Transcript(Box<crate::explain::transcript::TranscriptEntry>),
+}
+
+/// One rewrite, as logged (W5) and counted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rewrite {
+    pub context: CommandKind,
+    /// The MAIL or RCPT address the reply answered, raw (the driver formats
+    /// it per `log_addresses`, L3).
+    pub address: Option<Bytes>,
+    pub rule: Arc<str>,
+    pub rules_version: Arc<str>,
+    pub original: Reply,
+    pub new: Reply,
+    pub shadow: bool,
 }
 
 /// What the client's bytes mean right now. One enum, not a set of flags.
@@ -297,7 +302,8 @@ impl Core {
         let framer = LineFramer::new((settings.max_sasl_line + 2).max(settings.max_command_line));
         let replies = ReplyParser::new(settings.reply_limits);
         let current = rules.load_full();
-        let mut pending = VecDeque::with_capacity(8);
+        // Buffers start empty and grow with use: an idle session is small.
+        let mut pending = VecDeque::new();
         pending.push_back(Pending::Upstream(Outstanding {
             kind: CommandKind::Greeting,
             last_chunk: false,
@@ -314,7 +320,7 @@ impl Core {
             client_buf: BytesMut::new(),
             framer,
             replies,
-            reply_scratch: Vec::with_capacity(4),
+            reply_scratch: Vec::new(),
             to_client: BytesMut::new(),
             to_upstream: BytesMut::new(),
             events: Vec::new(),
@@ -1232,7 +1238,7 @@ impl Core {
                 let shadow = self.settings.mode == Mode::Shadow;
                 self.rewrites += 1;
                 let version: Arc<str> = Arc::from(self.rules.version());
-                self.events.push(Event::Rewrite {
+                self.events.push(Event::Rewrite(Box::new(Rewrite {
                     context: kind,
                     address: front.address.clone(),
                     rule,
@@ -1240,7 +1246,7 @@ impl Core {
                     original: reply.clone(),
                     new: new.clone(),
                     shadow,
-                });
+                })));
                 if shadow { reply } else { new }
             }
         }
@@ -1485,7 +1491,7 @@ mod tests {
         fn rewrites(&self) -> usize {
             self.events
                 .iter()
-                .filter(|e| matches!(e, Event::Rewrite { .. }))
+                .filter(|e| matches!(e, Event::Rewrite(_)))
                 .count()
         }
     }
@@ -1566,7 +1572,7 @@ mod tests {
         assert_eq!(s.take().0, "250 ok\r\n530 5.7.1 User unknown\r\n");
         assert!(s.events.iter().any(|e| matches!(
             e,
-            Event::Rewrite { shadow: true, address: Some(a), .. } if a.as_ref() == b"typo@y"
+            Event::Rewrite(r) if r.shadow && r.address.as_deref() == Some(&b"typo@y"[..])
         )));
     }
 
