@@ -167,6 +167,24 @@ enum Cmd {
     },
 }
 
+/// `println!` that ends the program quietly when standard output is a
+/// closed pipe (`replyfix explain ... | head`), like other Unix tools,
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        emit(format_args!($($arg)*))
+    };
+}
+
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{args}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -338,7 +356,7 @@ fn check(config: Option<PathBuf>, rules: Vec<PathBuf>) -> Result<ExitCode> {
                 for w in &c.warnings {
                     eprintln!("warning: {w}");
                 }
-                println!(
+                out!(
                     "config {}: {} listener(s), {} upstream(s), mode {:?}",
                     path.display(),
                     c.listeners.len(),
@@ -346,9 +364,11 @@ fn check(config: Option<PathBuf>, rules: Vec<PathBuf>) -> Result<ExitCode> {
                     c.mode
                 );
                 for l in &c.listeners {
-                    println!(
+                    out!(
                         "  listener {} on {} -> upstream {}",
-                        l.name, l.address, l.upstream
+                        l.name,
+                        l.address,
+                        l.upstream
                     );
                 }
                 if rule_paths.is_empty() {
@@ -374,7 +394,7 @@ fn check(config: Option<PathBuf>, rules: Vec<PathBuf>) -> Result<ExitCode> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            println!(
+            out!(
                 "rules ({from}): {} rule(s), version {}",
                 rules.len(),
                 rules.version()
@@ -389,7 +409,7 @@ fn check(config: Option<PathBuf>, rules: Vec<PathBuf>) -> Result<ExitCode> {
         eprintln!("check failed: fix the errors above (each names file, line and key or rule id)");
         Ok(ExitCode::FAILURE)
     } else {
-        println!("ok");
+        out!("ok");
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -417,9 +437,9 @@ fn explain_cmd(
         Ok(reply) => {
             let e = explain(&rules, reply, &facts);
             if json {
-                println!("{}", e.to_json());
+                out!("{}", e.to_json());
             } else {
-                println!("{e}");
+                out!("{e}");
             }
         }
         Err(msg) => {
@@ -491,16 +511,16 @@ fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
             "rules_version": rules.version(),
             "recipients": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
         });
-        println!("{v}");
+        out!("{v}");
     } else {
-        println!(
+        out!(
             "bounce: {} style, {} failed recipient(s), rules {}",
             bounce.style.as_str(),
             reports.len(),
             rules.version()
         );
         for r in &reports {
-            println!();
+            out!("");
             print!("{r}");
         }
     }
@@ -629,13 +649,17 @@ fn test_rules(files: Vec<PathBuf>) -> Result<ExitCode> {
             passed += 1;
         } else {
             failed += 1;
-            println!(
+            out!(
                 "FAIL {}:{}: rule '{}': {}\n     {}",
-                o.file, o.line, o.rule, o.example, o.message
+                o.file,
+                o.line,
+                o.rule,
+                o.example,
+                o.message
             );
         }
     }
-    println!("{passed} passed, {failed} failed");
+    out!("{passed} passed, {failed} failed");
     Ok(if failed == 0 && passed > 0 {
         ExitCode::SUCCESS
     } else {

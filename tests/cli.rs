@@ -154,3 +154,34 @@ fn check_accepts_the_example_configurations() {
         assert!(stdout(&out).ends_with("ok\n"), "{}", stdout(&out));
     }
 }
+
+#[test]
+fn explain_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = Command::new(replyfix_bin())
+        .args(["explain", "--command", "rcpt"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..5000 {
+            if stdin.write_all(b"530 5.7.1 User unknown\n").is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // stdout is dropped here: the reader of the pipe has gone.
+    assert!(first.starts_with("reply:"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+}
