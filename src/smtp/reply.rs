@@ -507,6 +507,16 @@ impl ReplyParser {
             };
             input = &input[chunk.len()..];
             self.line_seen += chunk.len();
+            // Checked the same whether the line end is in this chunk or a
+            // later one, so any chunking gives the same result (found by
+            // fuzzing).
+            if self.line_seen > self.limits.hard_line_cap {
+                let e = ReplyError::NoLineEnd {
+                    limit: self.limits.hard_line_cap,
+                };
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
             let kept = self.buf.len() - self.line_start;
             // Keep at most max_line bytes of content plus one (room for a CR
             // whose LF is still to come); past that, drop and remember (P2).
@@ -539,13 +549,6 @@ impl ReplyParser {
                     return Err(e);
                 }
             } else {
-                if self.line_seen > self.limits.hard_line_cap {
-                    let e = ReplyError::NoLineEnd {
-                        limit: self.limits.hard_line_cap,
-                    };
-                    self.failed = Some(e.clone());
-                    return Err(e);
-                }
                 if chunk.len() > room {
                     self.line_cut = true;
                 }
@@ -886,6 +889,27 @@ mod tests {
             p.feed(&data, &mut out),
             Err(ReplyError::NoLineEnd { limit: 100 })
         );
+    }
+
+    #[test]
+    fn a_line_over_the_hard_cap_fails_alike_whole_or_split_p2() {
+        let limits = ReplyLimits {
+            hard_line_cap: 20,
+            ..ReplyLimits::default()
+        };
+        let mut line = b"250 ".to_vec();
+        line.extend(std::iter::repeat_n(b'x', 30));
+        line.extend_from_slice(b"\r\n");
+        let mut whole = ReplyParser::new(limits);
+        let mut out = Vec::new();
+        let a = whole.feed(&line, &mut out);
+        let mut split = ReplyParser::new(limits);
+        let b = split
+            .feed(&line[..10], &mut out)
+            .and_then(|_| split.feed(&line[10..], &mut out));
+        assert_eq!(a, Err(ReplyError::NoLineEnd { limit: 20 }));
+        assert_eq!(a, b);
+        assert!(out.is_empty());
     }
 
     #[test]
