@@ -9,6 +9,10 @@
 # working corpus grows in fuzz/corpus/TARGET (not committed), crashes land
 # in fuzz/artifacts/TARGET. Exit status is non-zero when a target fails.
 #
+# FUZZ_SEED=N fixes libFuzzer's random seed: the same binary then tries the
+# same inputs in the same order, so a short CI run covers a prefix of what a
+# longer local run with that seed already checked.
+#
 # When cargo-fuzz is missing: prints "skipped" and exits 0, unless
 # REQUIRE_CARGO_FUZZ=1 (then 1). Install: cargo install cargo-fuzz --locked
 set -euo pipefail
@@ -37,6 +41,7 @@ for t in "${targets[@]}"; do
     echo "fuzz: $t for ${secs}s"
     if cargo fuzz run -s none -O "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
         -dict=fuzz/smtp.dict -max_total_time="$secs" -print_final_stats=1 \
+        ${FUZZ_SEED:+-seed="$FUZZ_SEED"} \
         >"fuzz/$t.log" 2>&1; then
         echo "fuzz: $t clean: $(grep -E '^stat::number_of_executed_units' "fuzz/$t.log" | awk '{print $2}') runs"
     else
