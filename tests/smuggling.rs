@@ -22,21 +22,6 @@ use std::time::Duration;
 
 use common::{Replyfix, ServeOptions, SmtpClient, SmtpSink, tool};
 
-/// PROTOCOL.md D1: none of these ends the data.
-const NOT_ENDS: [&[u8]; 11] = [
-    b"\n.\n",
-    b"\r.\r",
-    b"\r.\n",
-    b"\n.\r",
-    b"\n.\r\n",
-    b"\r.\r\n",
-    b"\r\n.\n",
-    b"\r\n.\r",
-    b"\r\n\0.\r\n",
-    b"\r\n.\r \r\n",
-    b"\r \r\n.\r \r\n",
-];
-
 const SMUGGLED: &[u8] =
     b"MAIL FROM:<smuggled@evil.test>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\n\r\nsmuggled body\r\n";
 
@@ -218,7 +203,7 @@ fn policy_options(policy: &str) -> ServeOptions {
 fn run_variants(upstream: SocketAddr, policy: &str) -> usize {
     let rf = Replyfix::start(upstream, policy_options(policy));
     let mut accepted = 0;
-    for variant in NOT_ENDS {
+    for (_, variant) in replyfix::smtp::framing::NOT_END_OF_DATA {
         let (msg, at) = message(variant);
         for split in splits(at, variant.len(), msg.len()) {
             let reply = send_one(&rf, &msg, split);

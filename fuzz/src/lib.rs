@@ -158,16 +158,10 @@ pub fn reference_scan(s: &[u8], sanitize: bool) -> ReferenceScan {
 }
 
 /// The eleven variants of PROTOCOL.md D1 that are *not* an end of data.
-pub const NOT_ENDS: [&[u8]; 11] = [
-    b"\n.\n",
-    b"\r.\r",
-    b"\r.\n",
-    b"\n.\r",
-    b"\n.\r\n",
-    b"\r.\r\n",
-    b"\r\n.\n",
-    b"\r\n.\r",
-    b"\r\n\0.\r\n",
-    b"\r\n.\r \r\n",
-    b"\r \r\n.\r \r\n",
-];
+pub const NOT_ENDS: [&[u8]; 11] = {
+    let all = replyfix::smtp::framing::NOT_END_OF_DATA;
+    [
+        all[0].1, all[1].1, all[2].1, all[3].1, all[4].1, all[5].1, all[6].1, all[7].1, all[8].1,
+        all[9].1, all[10].1,
+    ]
+};

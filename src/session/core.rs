@@ -1598,20 +1598,6 @@ mod tests {
         assert_eq!(s.core.end_reason(), Some(EndReason::Quit));
     }
 
-    const NOT_ENDS: [&[u8]; 11] = [
-        b"\n.\n",
-        b"\r.\r",
-        b"\r.\n",
-        b"\n.\r",
-        b"\n.\r\n",
-        b"\r.\r\n",
-        b"\r\n.\n",
-        b"\r\n.\r",
-        b"\r\n\0.\r\n",
-        b"\r\n.\r \r\n",
-        b"\r \r\n.\r \r\n",
-    ];
-
     fn no_bare_bytes(data: &[u8]) -> bool {
         data.iter().enumerate().all(|(i, &b)| match b {
             0 => false,
@@ -1624,7 +1610,7 @@ mod tests {
     #[test]
     fn end_of_data_variants_are_never_an_end_whole_and_split_d1_d2() {
         for sanitize in [false, true] {
-            for variant in NOT_ENDS {
+            for (_, variant) in crate::smtp::framing::NOT_END_OF_DATA {
                 let mut msg = b"Subject: t\r\n\r\nline".to_vec();
                 msg.extend_from_slice(variant);
                 msg.extend_from_slice(b"MAIL FROM:<smuggled@x>\r\nRCPT TO:<v@y>\r\nDATA\r\n");

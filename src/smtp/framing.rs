@@ -121,6 +121,24 @@ fn find_lf(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
+/// PROTOCOL.md D1: the eleven byte sequences that look like an end of data
+/// to some implementation but are *not* one here (name, bytes). Spaces in a
+/// name only separate tokens: `CRLF.CR CRLF` is `\r\n.\r\r\n`. Shared by the
+/// tests, the smuggling suite and the fuzz targets.
+pub const NOT_END_OF_DATA: [(&str, &[u8]); 11] = [
+    ("LF.LF", b"\n.\n"),
+    ("CR.CR", b"\r.\r"),
+    ("CR.LF", b"\r.\n"),
+    ("LF.CR", b"\n.\r"),
+    ("LF.CRLF", b"\n.\r\n"),
+    ("CR.CRLF", b"\r.\r\n"),
+    ("CRLF.LF", b"\r\n.\n"),
+    ("CRLF.CR", b"\r\n.\r"),
+    ("CRLF NUL . CRLF", b"\r\n\0.\r\n"),
+    ("CRLF.CR CRLF", b"\r\n.\r\r\n"),
+    ("CR CRLF.CR CRLF", b"\r\r\n.\r\r\n"),
+];
+
 /// A bare byte that must never be forwarded inside message content (D2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BareByte {
@@ -532,20 +550,6 @@ mod tests {
 
     // ---- D1: the eleven non-ends ---------------------------------------
 
-    const NOT_ENDS: [(&str, &[u8]); 11] = [
-        ("LF.LF", b"\n.\n"),
-        ("CR.CR", b"\r.\r"),
-        ("CR.LF", b"\r.\n"),
-        ("LF.CR", b"\n.\r"),
-        ("LF.CRLF", b"\n.\r\n"),
-        ("CR.CRLF", b"\r.\r\n"),
-        ("CRLF.LF", b"\r\n.\n"),
-        ("CRLF.CR", b"\r\n.\r"),
-        ("CRLF NUL . CRLF", b"\r\n\0.\r\n"),
-        ("CRLF.CR CRLF", b"\r\n.\r\r\n"),
-        ("CR CRLF.CR CRLF", b"\r\r\n.\r\r\n"),
-    ];
-
     /// Checks one non-end variant in every framing, with both policies.
     fn check_not_end(name: &str, variant: &[u8]) {
         for prefix in [&b""[..], b"Subject: x"] {
@@ -575,57 +579,57 @@ mod tests {
 
     #[test]
     fn lf_dot_lf_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[0].0, NOT_ENDS[0].1);
+        check_not_end(NOT_END_OF_DATA[0].0, NOT_END_OF_DATA[0].1);
     }
 
     #[test]
     fn cr_dot_cr_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[1].0, NOT_ENDS[1].1);
+        check_not_end(NOT_END_OF_DATA[1].0, NOT_END_OF_DATA[1].1);
     }
 
     #[test]
     fn cr_dot_lf_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[2].0, NOT_ENDS[2].1);
+        check_not_end(NOT_END_OF_DATA[2].0, NOT_END_OF_DATA[2].1);
     }
 
     #[test]
     fn lf_dot_cr_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[3].0, NOT_ENDS[3].1);
+        check_not_end(NOT_END_OF_DATA[3].0, NOT_END_OF_DATA[3].1);
     }
 
     #[test]
     fn lf_dot_crlf_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[4].0, NOT_ENDS[4].1);
+        check_not_end(NOT_END_OF_DATA[4].0, NOT_END_OF_DATA[4].1);
     }
 
     #[test]
     fn cr_dot_crlf_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[5].0, NOT_ENDS[5].1);
+        check_not_end(NOT_END_OF_DATA[5].0, NOT_END_OF_DATA[5].1);
     }
 
     #[test]
     fn crlf_dot_lf_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[6].0, NOT_ENDS[6].1);
+        check_not_end(NOT_END_OF_DATA[6].0, NOT_END_OF_DATA[6].1);
     }
 
     #[test]
     fn crlf_dot_cr_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[7].0, NOT_ENDS[7].1);
+        check_not_end(NOT_END_OF_DATA[7].0, NOT_END_OF_DATA[7].1);
     }
 
     #[test]
     fn crlf_nul_dot_crlf_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[8].0, NOT_ENDS[8].1);
+        check_not_end(NOT_END_OF_DATA[8].0, NOT_END_OF_DATA[8].1);
     }
 
     #[test]
     fn crlf_dot_cr_crlf_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[9].0, NOT_ENDS[9].1);
+        check_not_end(NOT_END_OF_DATA[9].0, NOT_END_OF_DATA[9].1);
     }
 
     #[test]
     fn cr_crlf_dot_cr_crlf_is_not_end_of_data_d1() {
-        check_not_end(NOT_ENDS[10].0, NOT_ENDS[10].1);
+        check_not_end(NOT_END_OF_DATA[10].0, NOT_END_OF_DATA[10].1);
     }
 
     #[test]
