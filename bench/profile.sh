@@ -5,7 +5,7 @@
 #   bench/profile.sh [replyfix|haproxy] [BIN]
 #
 # Starts smtp-sink and the target on 127.0.0.1 (ports from BASE_PORT,
-# default 39350), all pinned to CPU (default 1) like run.sh, then:
+# default 29350), all pinned to CPU (default 1) like run.sh, then:
 #   1. perf record (software clock, DWARF call graphs) of the target during
 #      `smtp-source -s 20 -m MSGS -l 1024 -r 10`; prints the top symbols
 #      (self and children) to OUT/perf-<target>.txt;
@@ -21,7 +21,7 @@ BIN=${2:-$ROOT/target/release/replyfix}
 MSGS=${MSGS:-3000}
 STRACE_MSGS=${STRACE_MSGS:-500}
 CPU=${CPU:-1}
-BASE_PORT=${BASE_PORT:-39350}
+BASE_PORT=${BASE_PORT:-29350}
 OUT=${OUT:-$ROOT/bench/out}
 SINK_PORT=$BASE_PORT
 PORT=$((BASE_PORT + 1))

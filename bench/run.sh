@@ -13,7 +13,7 @@
 #
 # Knobs (environment): RUNS=3 MSGS=5000 BIG_MSGS=20 BIG_SIZE=10000000
 # LAT_COUNT=500 IDLE=1000 CPU=1 (the core everything is pinned to)
-# BASE_PORT=39250 OUT=bench/out
+# BASE_PORT=29250 OUT=bench/out
 # TARGETS="direct haproxy nginx replyfix" (a subset, in this order)
 # REPLYFIX_B=/path/to/other/replyfix  adds target replyfix_b (A/B of a change)
 # REPLYFIX_BIN=/path/to/replyfix  use this binary as "replyfix" (no build)
@@ -28,7 +28,9 @@ BIG_SIZE=${BIG_SIZE:-10000000}
 LAT_COUNT=${LAT_COUNT:-500}
 IDLE=${IDLE:-1000}
 CPU=${CPU:-1}
-BASE_PORT=${BASE_PORT:-39250}
+# Below the kernel's ephemeral range (32768-60999 by default), so a busy
+# machine's outgoing connections cannot take a port the benchmark binds.
+BASE_PORT=${BASE_PORT:-29250}
 OUT=${OUT:-$ROOT/bench/out}
 CONCURRENCY=(1 20 100)
 read -r -a TARGETS <<< "${TARGETS:-direct haproxy nginx replyfix}"

@@ -255,7 +255,7 @@ impl Server {
                 upstream: upstream.clone(),
                 timeouts: config.timeouts.clone(),
                 limits: config.limits.clone(),
-                core,
+                core: Arc::new(core),
                 rules: rules.clone(),
                 addresses: AddressLog::new(
                     config.logging.log_addresses,

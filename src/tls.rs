@@ -261,8 +261,10 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 /// A short description of a TLS session for the session log line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsInfo {
-    pub version: String,
-    pub cipher: String,
+    /// rustls's name for the version, e.g. `TLSv1_3`.
+    pub version: &'static str,
+    /// rustls's name for the cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: &'static str,
     /// Upstream leg only: the certificate was verified (T7).
     pub verified: bool,
 }
@@ -272,12 +274,12 @@ impl TlsInfo {
         TlsInfo {
             version: c
                 .protocol_version()
-                .map(|v| format!("{v:?}"))
-                .unwrap_or_default(),
+                .and_then(|v| v.as_str())
+                .unwrap_or("unknown"),
             cipher: c
                 .negotiated_cipher_suite()
-                .map(|s| format!("{:?}", s.suite()))
-                .unwrap_or_default(),
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown"),
             verified,
         }
     }

@@ -1,6 +1,6 @@
 //! One side's connection: plain TCP, or TLS as a server (client leg) or as
-//! a client (upstream leg). Reads return owned chunks so that an idle plain
-//! connection holds no read buffer.
+//! a client (upstream leg). Reads go into one buffer per runtime thread, so
+//! an idle connection holds no read buffer.
 //!
 //! Never interprets bytes; after a TLS error the connection is finished
 //! (T6): nothing is read from the socket in plaintext again.
@@ -16,12 +16,22 @@ use tokio::net::TcpStream;
 use tokio_rustls::{client, server};
 
 /// Largest single read.
-pub const READ_CHUNK: usize = 16 * 1024;
+pub const READ_CHUNK: usize = 64 * 1024;
 
 /// What one read produced.
 pub enum ReadOutcome {
-    Data(Vec<u8>),
+    /// This many bytes arrived. They wait in the thread's scratch buffer
+    /// until the task next yields: take them with [`received`] before any
+    /// `.await` (the next read on this thread overwrites them).
+    Data(usize),
     Eof,
+}
+
+/// Runs `f` on the `n` bytes that the last [`Conn::read_some`] on this
+/// thread returned as [`ReadOutcome::Data`]: no copy out of the scratch
+/// buffer.
+pub fn received<R>(n: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+    SCRATCH.with(|scratch| f(&scratch.borrow()[..n]))
 }
 
 /// A connection on one leg.
@@ -36,10 +46,10 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Waits for bytes. The read goes into a per-thread scratch buffer and
-    /// only what arrived is copied out, so an idle session holds no read
-    /// buffer; reading through `poll_read` also lets tokio clear the
-    /// socket's readiness after a short read (no extra failing `recv`).
+    /// Waits for bytes. The read goes into a per-thread scratch buffer (see
+    /// [`received`]), so an idle session holds no read buffer; reading
+    /// through `poll_read` also lets tokio clear the socket's readiness after
+    /// a short read (no extra failing `recv`).
     pub async fn read_some(&mut self) -> ReadOutcome {
         match self {
             Conn::Plain(tcp) => read_chunk(tcp).await,
@@ -112,7 +122,7 @@ async fn read_chunk<S: AsyncRead + Unpin>(s: &mut S) -> ReadOutcome {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(_)) => Poll::Ready(ReadOutcome::Eof),
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(ReadOutcome::Eof),
-                Poll::Ready(Ok(())) => Poll::Ready(ReadOutcome::Data(buf.filled().to_vec())),
+                Poll::Ready(Ok(())) => Poll::Ready(ReadOutcome::Data(buf.filled().len())),
             }
         })
     })

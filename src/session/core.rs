@@ -256,7 +256,12 @@ pub enum UpstreamWait {
 
 /// The relay state machine. See the module documentation.
 pub struct Core {
-    settings: CoreSettings,
+    /// Shared by every session of a listener; the per-session facts are
+    /// the two fields below.
+    settings: Arc<CoreSettings>,
+    client: Option<IpAddr>,
+    /// Only kept when transcripts are recorded.
+    session_id: String,
     rules_source: Arc<ArcSwap<RuleSet>>,
     /// Rules for the current transaction (F5: one version from MAIL to end).
     rules: Arc<RuleSet>,
@@ -265,7 +270,6 @@ pub struct Core {
     client_buf: BytesMut,
     framer: LineFramer,
     replies: ReplyParser,
-    reply_scratch: Vec<Reply>,
     to_client: BytesMut,
     to_upstream: BytesMut,
     events: Vec<Event>,
@@ -298,12 +302,14 @@ pub struct Core {
 impl Core {
     /// A session whose upstream connection is being set up; its greeting is
     /// the first reply expected.
-    pub fn new(settings: CoreSettings, rules: Arc<ArcSwap<RuleSet>>) -> Core {
+    pub fn new(settings: impl Into<Arc<CoreSettings>>, rules: Arc<ArcSwap<RuleSet>>) -> Core {
+        let settings = settings.into();
         let framer = LineFramer::new((settings.max_sasl_line + 2).max(settings.max_command_line));
         let replies = ReplyParser::new(settings.reply_limits);
         let current = rules.load_full();
-        // Buffers start empty and grow with use: an idle session is small.
-        let mut pending = VecDeque::new();
+        // Buffers start empty and grow with use: an idle session is small
+        // (one outstanding command until the client pipelines).
+        let mut pending = VecDeque::with_capacity(1);
         pending.push_back(Pending::Upstream(Outstanding {
             kind: CommandKind::Greeting,
             last_chunk: false,
@@ -312,6 +318,12 @@ impl Core {
             deferred: None,
         }));
         Core {
+            client: settings.client,
+            session_id: if settings.record {
+                settings.session_id.clone()
+            } else {
+                String::new()
+            },
             settings,
             rules_source: rules,
             rules: current,
@@ -320,7 +332,6 @@ impl Core {
             client_buf: BytesMut::new(),
             framer,
             replies,
-            reply_scratch: Vec::new(),
             to_client: BytesMut::new(),
             to_upstream: BytesMut::new(),
             events: Vec::new(),
@@ -345,6 +356,62 @@ impl Core {
     }
 
     // ----- what the driver reads back -----
+
+    /// The session's own facts: the client's address (for rules) and its
+    /// id (for transcripts).
+    pub fn set_session(&mut self, client: IpAddr, id: &str) {
+        self.client = Some(client);
+        if self.settings.record {
+            self.session_id = id.to_string();
+        }
+    }
+
+    /// Bytes waiting for the client, to write in place (then
+    /// [`Core::consume_to_client`]): no copy, no shared buffer.
+    pub fn to_client(&self) -> &[u8] {
+        &self.to_client
+    }
+
+    /// The bytes of [`Core::to_client`] are written (or can never be).
+    pub fn consume_to_client(&mut self) {
+        self.to_client.clear();
+    }
+
+    /// Bytes waiting for the upstream, to write in place (then
+    /// [`Core::consume_to_upstream`]).
+    pub fn to_upstream(&self) -> &[u8] {
+        &self.to_upstream
+    }
+
+    /// The bytes of [`Core::to_upstream`] are written (or can never be).
+    pub fn consume_to_upstream(&mut self) {
+        self.to_upstream.clear();
+    }
+
+    /// Outside message content, gives back buffers that a large transfer
+    /// grew, so a session waiting between transactions stays small (R2).
+    /// The driver calls it before it waits.
+    pub fn release_idle_buffers(&mut self) {
+        const KEEP: usize = 4096;
+        if self.in_content() {
+            return;
+        }
+        for buf in [
+            &mut self.to_client,
+            &mut self.to_upstream,
+            &mut self.client_buf,
+        ] {
+            if buf.is_empty() && buf.capacity() > KEEP {
+                *buf = BytesMut::new();
+            }
+        }
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = Vec::new();
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 4 {
+            self.pending.shrink_to(1);
+        }
+    }
 
     /// Bytes to write to the client (all of them, before reading more).
     pub fn take_to_client(&mut self) -> BytesMut {
@@ -739,8 +806,8 @@ impl Core {
         if self.end.is_some() || self.upstream_gone {
             return;
         }
-        let mut replies = std::mem::take(&mut self.reply_scratch);
-        replies.clear();
+        // A local list: an idle session keeps no reply list allocated.
+        let mut replies = Vec::new();
         let result = self.replies.feed(data, &mut replies);
         for reply in replies.drain(..) {
             if self.end.is_some() || self.upstream_gone {
@@ -748,7 +815,6 @@ impl Core {
             }
             self.on_reply(reply);
         }
-        self.reply_scratch = replies;
         if let Err(e) = result
             && self.end.is_none()
             && !self.upstream_gone
@@ -1204,7 +1270,7 @@ impl Core {
             upstream_tls: self.upstream_tls,
             authenticated: self.authenticated,
             recipients_accepted: self.recipients_accepted,
-            client: self.settings.client,
+            client: self.client,
             listener: &self.settings.listener,
             upstream: &self.settings.upstream,
         };
@@ -1212,7 +1278,7 @@ impl Core {
         if self.settings.record {
             use crate::explain::transcript::TranscriptEntry;
             let mut entry = TranscriptEntry::new(
-                &self.settings.session_id,
+                &self.session_id,
                 &facts,
                 &reply,
                 &verdict,

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_rustls::TlsAcceptor;
 
-use self::conn::{Conn, ReadOutcome};
+use self::conn::{Conn, ReadOutcome, received};
 use self::core::{Core, CoreSettings, EndReason, Event, Rewrite, UpstreamWait};
 use crate::admin::Readiness;
 use crate::config::{ClientAddressForwarding, Limits, Timeouts, UpstreamConfig};
@@ -44,8 +44,9 @@ pub struct SessionContext {
     pub upstream: UpstreamConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
-    /// The core settings without the client address.
-    pub core: CoreSettings,
+    /// The core settings without the client address (shared: a session
+    /// keeps only its own facts).
+    pub core: Arc<CoreSettings>,
     pub rules: Arc<ArcSwap<RuleSet>>,
     pub addresses: AddressLog,
     /// The client leg's certificate, when TLS is configured.
@@ -95,10 +96,8 @@ pub async fn run(
     let started = Instant::now();
     ctx.metrics.session_started(&ctx.listener);
     let _ = client.set_nodelay(true);
-    let mut settings = ctx.core.clone();
-    settings.client = Some(peer.ip());
-    settings.session_id = id.clone();
-    let mut core = Core::new(settings, ctx.rules.clone());
+    let mut core = Core::new(ctx.core.clone(), ctx.rules.clone());
+    core.set_session(peer.ip(), &id);
     let mut stats = Stats::default();
     let mut tls = LegTls::default();
 
@@ -204,29 +203,46 @@ pub async fn run(
     // slowly its bytes trickle in.
     let mut partial_since: Option<Instant> = None;
     let mut shutting_down = *shutdown.borrow() != stop::RUNNING;
+    // One timer for every deadline (F3, R3): armed at or before the earliest
+    // deadline that applies. A deadline that moves later (every client read
+    // moves the idle deadline) does not re-arm it; when it fires early it is
+    // re-armed without acting. Cheaper than a timer per deadline per turn.
+    let timer = sleep_until(lifetime_end);
+    tokio::pin!(timer);
 
     let reason = loop {
-        // 1. Write what the core produced, upstream first.
-        let up = core.take_to_upstream();
-        if !up.is_empty() && upstream.is_open() {
-            let res = timeout(ctx.timeouts.upstream_reply, upstream.write_all(&up)).await;
-            stats.to_upstream += up.len() as u64;
+        // 1. Write what the core produced, upstream first, straight from the
+        // core's buffers.
+        let up = core.to_upstream().len();
+        if up > 0 && upstream.is_open() {
+            let res = timeout(
+                ctx.timeouts.upstream_reply,
+                upstream.write_all(core.to_upstream()),
+            )
+            .await;
+            core.consume_to_upstream();
+            stats.to_upstream += up as u64;
             if !matches!(res, Ok(Ok(()))) {
                 upstream = Conn::Gone;
                 guard(&mut core, |c| c.upstream_eof());
             }
+        } else if up > 0 {
+            core.consume_to_upstream();
         }
-        let out = core.take_to_client();
-        if !out.is_empty() {
-            let res = timeout(ctx.timeouts.client_idle, client.write_all(&out)).await;
-            stats.to_client += out.len() as u64;
+        let out = core.to_client().len();
+        if out > 0 {
+            let res = timeout(ctx.timeouts.client_idle, client.write_all(core.to_client())).await;
+            core.consume_to_client();
+            stats.to_client += out as u64;
             if !matches!(res, Ok(Ok(()))) {
                 guard(&mut core, |c| c.client_eof());
                 // Nothing more can reach the client.
-                let _ = core.take_to_client();
+                core.consume_to_client();
             }
         }
-        ctx.metrics.bytes(up.len() as u64, out.len() as u64);
+        if up > 0 || out > 0 {
+            ctx.metrics.bytes(up as u64, out as u64);
+        }
         for event in core.take_events() {
             log_event(&id, peer, &server, &ctx, &event);
         }
@@ -281,7 +297,16 @@ pub async fn run(
         if let Some(t) = partial_since {
             next_client_deadline = next_client_deadline.min(t + ctx.timeouts.command);
         }
-        let far = Instant::now() + Duration::from_secs(86400);
+        let upstream_at = upstream_deadline.map(|(_, at)| at);
+        let client_at = client_timer.then_some(next_client_deadline);
+        let next = upstream_at
+            .into_iter()
+            .chain(client_at)
+            .fold(lifetime_end, Instant::min);
+        if timer.is_elapsed() || next < timer.deadline() {
+            timer.as_mut().reset(next);
+        }
+        core.release_idle_buffers();
         let read_upstream = upstream.is_open();
 
         // 3. Wait for the first thing to happen.
@@ -298,9 +323,11 @@ pub async fn run(
             }
             r = upstream.read_some(), if read_upstream => {
                 match r {
-                    ReadOutcome::Data(buf) => {
-                        stats.from_upstream += buf.len() as u64;
-                        guard(&mut core, |c| c.upstream_data(&buf));
+                    ReadOutcome::Data(n) => {
+                        // No await between the read and here: the bytes are
+                        // still in the thread's scratch buffer.
+                        stats.from_upstream += n as u64;
+                        received(n, |buf| guard(&mut core, |c| c.upstream_data(buf)));
                         if let Some((w, _)) = upstream_deadline {
                             // Any reply bytes restart the reply timer.
                             upstream_deadline = Some((w, Instant::now() + reply_timeout(&ctx, w)));
@@ -314,13 +341,13 @@ pub async fn run(
             }
             r = client.read_some(), if read_client => {
                 match r {
-                    ReadOutcome::Data(buf) => {
-                        stats.from_client += buf.len() as u64;
+                    ReadOutcome::Data(n) => {
+                        stats.from_client += n as u64;
                         client_deadline = Instant::now() + ctx.timeouts.client_idle;
-                        guard(&mut core, |c| c.client_data(&buf));
+                        received(n, |buf| guard(&mut core, |c| c.client_data(buf)));
                         if core.in_content() {
                             let (since, bytes) = content_started.get_or_insert((Instant::now(), 0));
-                            *bytes += buf.len() as u64;
+                            *bytes += n as u64;
                             if too_slow(*since, *bytes, ctx.limits.min_data_rate) {
                                 guard(&mut core, |c| c.client_timeout());
                             }
@@ -333,14 +360,16 @@ pub async fn run(
                     }
                 }
             }
-            _ = sleep_until(upstream_deadline.map(|(_, at)| at).unwrap_or(far)), if upstream_deadline.is_some() => {
-                guard(&mut core, |c| c.upstream_timeout());
-            }
-            _ = sleep_until(next_client_deadline), if client_timer => {
-                guard(&mut core, |c| c.client_timeout());
-            }
-            _ = sleep_until(lifetime_end) => {
-                guard(&mut core, |c| c.client_timeout());
+            () = &mut timer => {
+                let now = Instant::now();
+                if upstream_at.is_some_and(|at| at <= now) {
+                    guard(&mut core, |c| c.upstream_timeout());
+                } else if client_at.is_some_and(|at| at <= now) || lifetime_end <= now {
+                    guard(&mut core, |c| c.client_timeout());
+                } else {
+                    // Early: the deadline it was armed for moved later.
+                    timer.as_mut().reset(next);
+                }
             }
         }
     };
@@ -532,7 +561,7 @@ mod tests {
             upstream,
             timeouts: config.timeouts.clone(),
             limits: config.limits.clone(),
-            core: crate::server::core_settings(&config, "t", "t"),
+            core: Arc::new(crate::server::core_settings(&config, "t", "t")),
             rules: Arc::new(ArcSwap::from_pointee(RuleSet::builtin())),
             addresses: AddressLog::new(config.logging.log_addresses, None),
             server_tls: None,
