@@ -487,8 +487,10 @@ async fn accept_loop(
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        // EMFILE and friends: the connection stays queued in
+                        // the kernel; back off instead of spinning, count it.
+                        ctx.metrics.accept_error();
+                        tracing::warn!(listener = %ctx.listener, error = %e, "accept failed; retrying in 100 ms");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
