@@ -67,6 +67,7 @@ fn greeted(rf: &Replyfix) -> SmtpClient {
 
 #[test]
 fn slowloris_between_commands_is_closed_by_the_idle_deadline_f3() {
+    let _shared = no_flood();
     let up = FakeUpstream::start();
     let rf = Replyfix::start(up.addr, short_timeouts());
     let mut c = greeted(&rf);
@@ -89,6 +90,7 @@ fn slowloris_between_commands_is_closed_by_the_idle_deadline_f3() {
 
 #[test]
 fn slowloris_trickling_one_command_is_closed_by_the_command_deadline_r3() {
+    let _shared = no_flood();
     // R3: "a whole-command deadline ... so a byte-a-second trickle cannot
     // hold a session". With command: 2s and client_idle: 3s, a line that
     // gets one byte a second must be cut at about 2 s.
@@ -121,6 +123,7 @@ fn slowloris_trickling_one_command_is_closed_by_the_command_deadline_r3() {
 
 #[test]
 fn sixty_four_mib_without_crlf_gets_500_552_and_memory_stays_bounded_r1() {
+    let _shared = no_flood();
     let up = FakeUpstream::start();
     let rf = Replyfix::start(up.addr, short_timeouts());
     let mut c = greeted(&rf);
@@ -148,6 +151,7 @@ fn sixty_four_mib_without_crlf_gets_500_552_and_memory_stays_bounded_r1() {
 
 #[test]
 fn two_hundred_thousand_pipelined_rcpt_lines_keep_order_with_bounded_memory_r2() {
+    let _shared = no_flood();
     const N: usize = 200_000;
     let up = FakeUpstream::start();
     // command: 30s, longer than the flood: see the next test for why.
@@ -193,20 +197,23 @@ fn two_hundred_thousand_pipelined_rcpt_lines_keep_order_with_bounded_memory_r2()
 
 #[test]
 fn pipelined_complete_lines_are_not_cut_by_the_command_deadline_r2_r3() {
+    let _shared = no_flood();
     // Every line arrives whole at once; the buffer only stays non-empty
     // because replyfix stops reading at max_pipeline outstanding commands
     // (R2). That is backpressure, not a slow command: no 421.
     const N: usize = 300_000;
     let up = FakeUpstream::start();
+    // Built before the session: building it takes seconds on a loaded
+    // machine, longer than client_idle (2 s) would allow after the MAIL.
+    let batch: Vec<u8> = (0..N)
+        .flat_map(|i| format!("RCPT TO:<u{i}@example.net>\r\n").into_bytes())
+        .collect();
     let rf = Replyfix::start(up.addr, short_timeouts());
     let mut c = greeted(&rf);
     assert!(c.cmd("MAIL FROM:<bulk@example.test>").starts_with("250"));
     let mut writer = c.try_clone_writer();
     let started = Instant::now();
     let send = thread::spawn(move || {
-        let batch: Vec<u8> = (0..N)
-            .flat_map(|i| format!("RCPT TO:<u{i}@example.net>\r\n").into_bytes())
-            .collect();
         let _ = writer.write_all(&batch);
     });
     for i in 0..N {
@@ -222,6 +229,7 @@ fn pipelined_complete_lines_are_not_cut_by_the_command_deadline_r2_r3() {
 
 #[test]
 fn client_that_never_reads_is_stopped_by_backpressure_and_closed_r2_f3() {
+    let _shared = no_flood();
     let up = FakeUpstream::start();
     let rf = Replyfix::start(up.addr, short_timeouts());
     let c = greeted(&rf);
@@ -258,6 +266,7 @@ fn client_that_never_reads_is_stopped_by_backpressure_and_closed_r2_f3() {
 
 #[test]
 fn many_connections_from_one_address_do_not_lock_out_others_r3() {
+    let _shared = no_flood();
     const LIMIT: usize = 5;
     let up = FakeUpstream::start();
     let rf = Replyfix::start(
@@ -309,15 +318,23 @@ fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
 
 // ------------------------------------------------------------ floods (R3)
 //
-// The tests below open hundreds to thousands of sockets at once. They take
-// `HEAVY` so they never overlap one another (each measures timing), and
-// raise this process's soft `RLIMIT_NOFILE` to the hard limit first (the
-// replyfix child inherits it and raises its own anyway).
+// The tests below open hundreds to thousands of sockets at once and load
+// both cores. They hold `FLOODS` for writing, every other test here for
+// reading: a flood never runs beside another test, whose deadlines (2 s of
+// client silence) it would otherwise break. They also raise this process's
+// soft `RLIMIT_NOFILE` to the hard limit first (the replyfix child inherits
+// it and raises its own anyway).
 
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static FLOODS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+/// Taken by each flood: no other test of this file runs meanwhile.
+fn flood_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    FLOODS.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Taken by every other test: they run side by side, never beside a flood.
+fn no_flood() -> std::sync::RwLockReadGuard<'static, ()> {
+    FLOODS.read().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Raises this process's soft open-files limit to its hard limit; fails
@@ -544,7 +561,7 @@ fn ten_thousand_connections_from_one_address_leave_other_clients_served_r3() {
     const IN_FLIGHT: usize = 256;
     /// Bound on one honest transaction while the flood runs.
     const HONEST_BOUND: Duration = Duration::from_secs(10);
-    let _heavy = heavy();
+    let _alone = flood_alone();
     raise_open_files(FLOOD as u64 + 1024);
     let up = FakeUpstream::start();
     let mut rf = Replyfix::start(
@@ -910,7 +927,7 @@ fn half_open_tls_flood(starttls: bool, test: &str) {
     const DEADLINE: Duration = Duration::from_secs(1);
     /// How late after the deadline a close may come on 2 loaded cores.
     const SLACK: Duration = Duration::from_secs(4);
-    let _heavy = heavy();
+    let _alone = flood_alone();
     raise_open_files(8 * 1024);
     let up = FakeUpstream::start();
     let cert = test_cert();
@@ -1054,7 +1071,7 @@ fn accept_out_of_descriptors_backs_off_counts_and_recovers_r3() {
     const HEADROOM: u64 = 12;
     /// Silent connections: more than the headroom, so accept() hits EMFILE.
     const HOLD: usize = 40;
-    let _heavy = heavy();
+    let _alone = flood_alone();
     let up = FakeUpstream::start();
     let cert = test_cert();
     let config = tls_client_config(&cert.ca_pem);
