@@ -299,6 +299,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         FormatArg::Json => LogFormat::Json,
     });
     let _log_guard = replyfix::logging::init(&config.logging, format);
+    raise_open_files_limit();
     let source = RulesSource::from_config(&config);
     let rules = source
         .load()
@@ -321,6 +322,17 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (capped at 2^20, the
+/// usual kernel `nr_open`), as servers commonly do: each session holds one
+/// descriptor for the client and one for the upstream (R3 sizes sessions;
+/// the descriptor limit should not be what refuses them first).
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(1 << 20) {
+        Ok(soft) => tracing::info!(open_files_limit = soft, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
 }
 
 fn apply_quick_tls(config: &mut Config, tls: QuickTls) {

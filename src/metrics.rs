@@ -188,6 +188,7 @@ pub struct Metrics {
     reload_failed: Counter,
     rules_last_reload_success: Gauge,
     refused: Family<ReasonLabels, Counter>,
+    accept_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -321,6 +322,13 @@ impl Metrics {
             });
         }
 
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accept() calls on the listeners (e.g. out of file descriptors); each backs off 100 ms",
+            accept_errors.clone(),
+        );
+
         Metrics {
             registry,
             sessions,
@@ -338,6 +346,7 @@ impl Metrics {
             reload_failed,
             rules_last_reload_success,
             refused,
+            accept_errors,
         }
     }
 
@@ -469,6 +478,12 @@ impl Metrics {
                 reason: reason.as_str(),
             })
             .inc();
+    }
+
+    /// A listener's `accept()` failed (EMFILE, ENFILE, ENOBUFS, ...): the
+    /// connection stays in the kernel's queue and the accept loop backs off.
+    pub fn accept_error(&self) {
+        self.accept_errors.inc();
     }
 
     /// Every metric in the OpenMetrics text format, ending with `# EOF`

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -240,14 +240,11 @@ impl Server {
             let mut core = core_settings(config, &l.name, &upstream.name);
             core.tls_offered = server_tls.is_some() && !l.tls.as_ref().is_some_and(|t| t.implicit);
             core.require_tls = l.tls.as_ref().is_some_and(|t| t.require_tls);
-            let listener =
-                TcpListener::bind(l.address)
-                    .await
-                    .map_err(|source| ServeError::Bind {
-                        name: l.name.clone(),
-                        address: l.address,
-                        source,
-                    })?;
+            let listener = bind_listener(l.address).map_err(|source| ServeError::Bind {
+                name: l.name.clone(),
+                address: l.address,
+                source,
+            })?;
             let bound = listener.local_addr().unwrap_or(l.address);
             addresses.push((l.name.clone(), bound));
             let ctx = Arc::new(SessionContext {
@@ -464,6 +461,24 @@ fn session_id_seed() -> u64 {
     (t & 0xffff_ffff) << 24
 }
 
+/// Connections the kernel has completed and replyfix has not accepted yet
+/// (the kernel caps it at `net.core.somaxconn`). std and tokio use 128: a
+/// burst larger than that makes the kernel drop handshakes, so honest
+/// clients wait for a SYN retransmission (a second or more) and a client
+/// that sends nothing first is left with a connection the server never saw.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds like `TcpListener::bind` (SO_REUSEADDR), with [`LISTEN_BACKLOG`].
+fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A listener's PROXY protocol setting: version and trusted peers.
 type ProxyIn = Option<(ProxyProtocol, Vec<ipnet::IpNet>)>;
 
@@ -487,8 +502,10 @@ async fn accept_loop(
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        // EMFILE and friends: the connection stays queued in
+                        // the kernel; back off instead of spinning, count it.
+                        ctx.metrics.accept_error();
+                        tracing::warn!(listener = %ctx.listener, error = %e, "accept failed; retrying in 100 ms");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
