@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{ClientAddressForwarding, TlsPolicy};
 use crate::session::conn::Conn;
-use crate::smtp::{Reply, ReplyParser, ehlo};
+use crate::smtp::{Reply, ReplyCode, ReplyParser, ehlo};
 use crate::tls::{TlsInfo, UpstreamTlsContext};
 
 /// Deadlines for setting up the upstream.
@@ -231,31 +231,111 @@ async fn connect(
     Ok(tcp)
 }
 
-/// Reads the greeting and sends replyfix's own EHLO, to learn whether the
-/// upstream offers XCLIENT. Returns the greeting's bytes (for the client)
-/// and that answer.
+/// What the upstream said before the session core takes over: its greeting
+/// and, when that was a lone `220`, its answer to replyfix's own `EHLO`.
+enum Opening {
+    /// The greeting was not a lone `220` (a `554` or `421`, or bytes came
+    /// after it before any command): no EHLO was sent, so the core relays
+    /// (or rejects) the greeting as it is.
+    NoEhlo {
+        greeting: Vec<u8>,
+        /// The greeting's code.
+        code: ReplyCode,
+        /// Bytes followed the greeting before replyfix said anything.
+        early_bytes: bool,
+    },
+    /// A `220` greeting, then replyfix's `EHLO` and the upstream's reply.
+    Ehlo { greeting: Vec<u8>, reply: Reply },
+}
+
+/// Why the opening exchange failed.
+enum OpeningError {
+    /// Read or write error, timeout, close, unparsable reply: the socket is
+    /// unusable.
+    Io(String),
+    /// The upstream answered more than was asked (bytes after its EHLO
+    /// reply): never trust this connection.
+    Unsolicited(String),
+}
+
+impl OpeningError {
+    fn into_message(self) -> String {
+        match self {
+            OpeningError::Io(m) | OpeningError::Unsolicited(m) => m,
+        }
+    }
+}
+
+/// Reads the greeting and, after a lone `220`, sends replyfix's own EHLO
+/// and reads its reply. The one opening exchange behind STARTTLS set-up
+/// (the EHLO tells whether STARTTLS is offered) and XCLIENT discovery.
+/// Returns the greeting's bytes (the client sees them) and the EHLO reply
+/// (the client never sees it).
+async fn greet_and_ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    parser: &mut ReplyParser,
+    helo: &str,
+    t: SetupTimeouts,
+) -> Result<Opening, OpeningError> {
+    let mut greeting = Vec::new();
+    let (reply, extra) = read_reply(s, parser, &mut greeting, t.reply)
+        .await
+        .map_err(OpeningError::Io)?;
+    if extra > 0 || reply.code().get() != 220 {
+        return Ok(Opening::NoEhlo {
+            greeting,
+            code: reply.code(),
+            early_bytes: extra > 0,
+        });
+    }
+    let reply = ehlo(s, parser, helo, t).await?;
+    Ok(Opening::Ehlo { greeting, reply })
+}
+
+/// Sends replyfix's own `EHLO` and reads the reply; nothing may follow it.
+async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    parser: &mut ReplyParser,
+    helo: &str,
+    t: SetupTimeouts,
+) -> Result<Reply, OpeningError> {
+    s.write_all(format!("EHLO {helo}\r\n").as_bytes())
+        .await
+        .map_err(|e| OpeningError::Io(format!("write error: {e}")))?;
+    let mut scratch = Vec::new();
+    let (reply, extra) = read_reply(s, parser, &mut scratch, t.reply)
+        .await
+        .map_err(OpeningError::Io)?;
+    if extra > 0 {
+        return Err(OpeningError::Unsolicited(
+            "upstream sent bytes after its EHLO reply".into(),
+        ));
+    }
+    Ok(reply)
+}
+
+/// True when an EHLO reply is a `250` that lists XCLIENT.
+fn offers_xclient(ehlo_reply: &Reply) -> bool {
+    ehlo_reply.code().get() == 250 && ehlo::has_capability(ehlo_reply, "XCLIENT")
+}
+
+/// The opening exchange on a connection that stays as it is (plain, or
+/// already TLS): returns the greeting's bytes (for the client) and whether
+/// the upstream offers XCLIENT.
 async fn probe_plain<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     helo: &str,
     t: SetupTimeouts,
 ) -> Result<(Vec<u8>, bool), String> {
     let mut parser = ReplyParser::default();
-    let mut greeting = Vec::new();
-    let (reply, extra) = read_reply(s, &mut parser, &mut greeting, t.reply).await?;
-    if extra > 0 || reply.code().get() != 220 {
-        // Let the core relay (or reject) whatever this is.
-        return Ok((greeting, false));
-    }
-    s.write_all(format!("EHLO {helo}\r\n").as_bytes())
+    match greet_and_ehlo(s, &mut parser, helo, t)
         .await
-        .map_err(|e| format!("write error: {e}"))?;
-    let mut scratch = Vec::new();
-    let (ehlo_reply, extra) = read_reply(s, &mut parser, &mut scratch, t.reply).await?;
-    if extra > 0 {
-        return Err("upstream sent bytes after its EHLO reply".into());
+        .map_err(OpeningError::into_message)?
+    {
+        // Let the core relay (or reject) whatever this is.
+        Opening::NoEhlo { greeting, .. } => Ok((greeting, false)),
+        Opening::Ehlo { greeting, reply } => Ok((greeting, offers_xclient(&reply))),
     }
-    let xclient = ehlo_reply.code().get() == 250 && ehlo::has_capability(&ehlo_reply, "XCLIENT");
-    Ok((greeting, xclient))
 }
 
 async fn connect_tcp(server: &str, connect: Duration) -> Result<TcpStream, String> {
@@ -356,6 +436,8 @@ async fn read_reply<S: AsyncRead + Unpin>(
     }
 }
 
+/// STARTTLS on a fresh connection: the opening exchange, `STARTTLS`, the
+/// handshake.
 async fn starttls(
     mut tcp: TcpStream,
     server: &str,
@@ -364,45 +446,41 @@ async fn starttls(
     t: SetupTimeouts,
 ) -> Result<Established, TlsStep> {
     let mut parser = ReplyParser::default();
-    let mut greeting = Vec::new();
-    let (reply, extra) = read_reply(&mut tcp, &mut parser, &mut greeting, t.reply)
+    let opening = greet_and_ehlo(&mut tcp, &mut parser, helo, t)
         .await
-        .map_err(TlsStep::Broken)?;
-    if extra > 0 {
-        return Err(TlsStep::Abort(
-            "upstream sent bytes after its greeting before any command".into(),
-        ));
-    }
-    if reply.code().get() != 220 {
-        // A 554 or 421 greeting: nothing to negotiate; the client sees it.
-        return Err(TlsStep::NotOffered(
-            format!("greeting {}", reply.code()),
-            Conn::Plain(tcp),
-            greeting,
-            false,
-        ));
-    }
-    let broken = |e: std::io::Error| TlsStep::Broken(format!("write error: {e}"));
-    tcp.write_all(format!("EHLO {helo}\r\n").as_bytes())
-        .await
-        .map_err(broken)?;
-    let mut scratch = Vec::new();
-    let (ehlo_reply, extra) = read_reply(&mut tcp, &mut parser, &mut scratch, t.reply)
-        .await
-        .map_err(TlsStep::Broken)?;
-    if extra > 0 {
-        return Err(TlsStep::Abort(
-            "upstream sent bytes after its EHLO reply".into(),
-        ));
-    }
+        .map_err(|e| match e {
+            OpeningError::Io(m) => TlsStep::Broken(m),
+            OpeningError::Unsolicited(m) => TlsStep::Abort(m),
+        })?;
+    let (greeting, ehlo_reply) = match opening {
+        Opening::NoEhlo {
+            early_bytes: true, ..
+        } => {
+            return Err(TlsStep::Abort(
+                "upstream sent bytes after its greeting before any command".into(),
+            ));
+        }
+        Opening::NoEhlo { greeting, code, .. } => {
+            // A 554 or 421 greeting: nothing to negotiate; the client sees it.
+            return Err(TlsStep::NotOffered(
+                format!("greeting {code}"),
+                Conn::Plain(tcp),
+                greeting,
+                false,
+            ));
+        }
+        Opening::Ehlo { greeting, reply } => (greeting, reply),
+    };
+    let plain_xclient = offers_xclient(&ehlo_reply);
     if ehlo_reply.code().get() != 250 || !ehlo::has_capability(&ehlo_reply, "STARTTLS") {
         return Err(TlsStep::NotOffered(
             "upstream does not offer STARTTLS".into(),
             Conn::Plain(tcp),
             greeting,
-            ehlo::has_capability(&ehlo_reply, "XCLIENT"),
+            plain_xclient,
         ));
     }
+    let broken = |e: std::io::Error| TlsStep::Broken(format!("write error: {e}"));
     tcp.write_all(b"STARTTLS\r\n").await.map_err(broken)?;
     let mut scratch = Vec::new();
     let (tls_reply, extra) = read_reply(&mut tcp, &mut parser, &mut scratch, t.reply)
@@ -421,7 +499,7 @@ async fn starttls(
                 format!("upstream refused STARTTLS with {}", tls_reply.code()),
                 Conn::Plain(tcp),
                 greeting,
-                ehlo::has_capability(&ehlo_reply, "XCLIENT"),
+                plain_xclient,
             ));
         }
         other => {
@@ -435,7 +513,7 @@ async fn starttls(
         .map_err(TlsStep::Broken)?;
     let tls_info = info(&conn, tls);
     // XCLIENT as advertised before TLS (replyfix does not EHLO again).
-    let xclient = ehlo::has_capability(&ehlo_reply, "XCLIENT");
+    let xclient = plain_xclient;
     Ok(Established {
         conn,
         server: server.to_string(),
