@@ -10,6 +10,12 @@
 //! reconnecting when the socket saw a TLS error (T6). Bytes the upstream
 //! sends after its `220` to STARTTLS are response injection (T2): abort.
 //!
+//! For `send_client_address: xclient` the same opening exchange (greeting,
+//! replyfix's `EHLO`) tells whether the upstream offers XCLIENT; after
+//! STARTTLS replyfix asks again with a second `EHLO` inside TLS and trusts
+//! only that answer (T3). For `proxy-v1`/`proxy-v2` the PROXY header goes
+//! out first on every connection, before any SMTP.
+//!
 //! Never relays client bytes; the session core does that afterwards.
 
 use std::time::Duration;
@@ -43,8 +49,9 @@ pub struct Established {
     /// was negotiated): feed them to the core first.
     pub greeting: Vec<u8>,
     pub tls: Option<TlsInfo>,
-    /// `send_client_address: xclient` and the upstream offers XCLIENT: the
-    /// core sends it before the client's first EHLO.
+    /// `send_client_address: xclient` and the upstream offers XCLIENT (in
+    /// its EHLO reply inside TLS, when STARTTLS was negotiated): the core
+    /// sends it before the client's first EHLO.
     pub xclient: bool,
 }
 
@@ -155,7 +162,7 @@ async fn establish_tls(
                 }
                 return Ok(est);
             }
-            policy => match starttls(tcp, server, tls, helo, t).await {
+            policy => match starttls(tcp, server, tls, helo, t, probe).await {
                 Ok(est) => return Ok(est),
                 Err(TlsStep::Abort(why)) => return Err(UpstreamFailure::TlsUnavailable(why)),
                 Err(TlsStep::NotOffered(why, conn, greeting, xclient)) => {
@@ -437,13 +444,18 @@ async fn read_reply<S: AsyncRead + Unpin>(
 }
 
 /// STARTTLS on a fresh connection: the opening exchange, `STARTTLS`, the
-/// handshake.
+/// handshake. With `probe_xclient` (`send_client_address: xclient`),
+/// replyfix then sends `EHLO` again inside TLS and takes XCLIENT from that
+/// reply (RFC 3207 section 4.2, T3); the client's own EHLO follows the
+/// XCLIENT exchange as usual. Without it, the client's EHLO is the first
+/// command inside TLS.
 async fn starttls(
     mut tcp: TcpStream,
     server: &str,
     tls: &UpstreamTlsContext,
     helo: &str,
     t: SetupTimeouts,
+    probe_xclient: bool,
 ) -> Result<Established, TlsStep> {
     let mut parser = ReplyParser::default();
     let opening = greet_and_ehlo(&mut tcp, &mut parser, helo, t)
@@ -508,12 +520,22 @@ async fn starttls(
             )));
         }
     }
-    let conn = handshake(tcp, server, tls, t)
+    let mut conn = handshake(tcp, server, tls, t)
         .await
         .map_err(TlsStep::Broken)?;
     let tls_info = info(&conn, tls);
-    // XCLIENT as advertised before TLS (replyfix does not EHLO again).
-    let xclient = plain_xclient;
+    let mut xclient = false;
+    if probe_xclient && let Conn::ClientTls(stream) = &mut conn {
+        // T3: what the plaintext EHLO reply offered is forgotten; XCLIENT
+        // counts only if the reply to an EHLO inside TLS offers it.
+        let reply = ehlo(stream.as_mut(), &mut ReplyParser::default(), helo, t)
+            .await
+            .map_err(|e| match e {
+                OpeningError::Io(m) => TlsStep::Broken(format!("EHLO after STARTTLS: {m}")),
+                OpeningError::Unsolicited(m) => TlsStep::Abort(m),
+            })?;
+        xclient = offers_xclient(&reply);
+    }
     Ok(Established {
         conn,
         server: server.to_string(),
