@@ -228,8 +228,9 @@ impl Drop for Postfix {
             });
             if lingering.is_none() {
                 for member in process_group(pid) {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &member.to_string()])
+                    // The shell's built-in kill: no procps needed.
+                    let _ = Command::new("sh")
+                        .args(["-c", "kill -KILL \"$1\"", "sh", &member.to_string()])
                         .status();
                 }
             }
