@@ -309,6 +309,10 @@ smtpd_tls_loglevel = 1
         cert = cert_file.display(),
         key = key_file.display(),
     );
+    // The haproxy service would look up the names of 127.0.0.2 and
+    // 192.0.2.7 in the DNS, which may be slow or absent where tests run;
+    // the other services see only 127.0.0.1 (`/etc/hosts`) before XCLIENT,
+    // and XCLIENT's NAME=[UNAVAILABLE] needs no lookup.
     let master_cf = format!(
         "# service type private unpriv chroot wakeup maxproc command
 127.0.0.1:{xclient} inet n - n - - smtpd
@@ -318,6 +322,7 @@ smtpd_tls_loglevel = 1
   -o syslog_name=postfix/haproxy
   -o smtpd_upstream_proxy_protocol=haproxy
   -o smtpd_upstream_proxy_timeout=5s
+  -o smtpd_peername_lookup=no
 127.0.0.1:{tls} inet n - n - - smtpd
   -o syslog_name=postfix/tls
   -o smtpd_authorized_xclient_hosts=127.0.0.1
