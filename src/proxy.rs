@@ -157,8 +157,15 @@ fn to_v6(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Postfix's XCLIENT command line for the client (without NAME: replyfix
-/// does no DNS lookups; Postfix then looks the name up itself).
+/// Postfix's XCLIENT command line for the client.
+///
+/// `NAME=[UNAVAILABLE]` always: replyfix does no DNS lookups, and Postfix
+/// does none after XCLIENT either; it keeps every attribute XCLIENT leaves
+/// out. Without NAME the client would keep replyfix's hostname (seen
+/// against a real Postfix 3.7: `localhost[192.0.2.7]`), and name-based
+/// access rules (`check_client_access` on `localhost`, `permit` by domain)
+/// would judge a remote client by replyfix's name (issue 5). Postfix also
+/// takes NAME as the reverse name when REVERSE_NAME is absent.
 pub fn xclient_line(client: SocketAddr, helo: &[u8], esmtp: bool) -> Vec<u8> {
     let addr = match client.ip() {
         IpAddr::V4(v4) => v4.to_string(),
@@ -167,7 +174,11 @@ pub fn xclient_line(client: SocketAddr, helo: &[u8], esmtp: bool) -> Vec<u8> {
             None => format!("IPV6:{v6}"),
         },
     };
-    let mut line = format!("XCLIENT ADDR={addr} PORT={}", client.port()).into_bytes();
+    let mut line = format!(
+        "XCLIENT NAME=[UNAVAILABLE] ADDR={addr} PORT={}",
+        client.port()
+    )
+    .into_bytes();
     if !helo.is_empty() {
         line.extend_from_slice(b" HELO=");
         xtext(helo, &mut line);
@@ -230,12 +241,12 @@ mod tests {
         let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
         assert_eq!(
             xclient_line(client, b"host name+x=y", true),
-            b"XCLIENT ADDR=192.0.2.7 PORT=40000 HELO=host+20name+2Bx+3Dy PROTO=ESMTP\r\n"
+            b"XCLIENT NAME=[UNAVAILABLE] ADDR=192.0.2.7 PORT=40000 HELO=host+20name+2Bx+3Dy PROTO=ESMTP\r\n"
         );
         let v6: SocketAddr = "[2001:db8::1]:25".parse().unwrap();
         assert_eq!(
             xclient_line(v6, b"", false),
-            b"XCLIENT ADDR=IPV6:2001:db8::1 PORT=25 PROTO=SMTP\r\n"
+            b"XCLIENT NAME=[UNAVAILABLE] ADDR=IPV6:2001:db8::1 PORT=25 PROTO=SMTP\r\n"
         );
     }
 }

@@ -10,6 +10,12 @@
 //! reconnecting when the socket saw a TLS error (T6). Bytes the upstream
 //! sends after its `220` to STARTTLS are response injection (T2): abort.
 //!
+//! For `send_client_address: xclient` the same opening exchange (greeting,
+//! replyfix's `EHLO`) tells whether the upstream offers XCLIENT; after
+//! STARTTLS replyfix asks again with a second `EHLO` inside TLS and trusts
+//! only that answer (T3). For `proxy-v1`/`proxy-v2` the PROXY header goes
+//! out first on every connection, before any SMTP.
+//!
 //! Never relays client bytes; the session core does that afterwards.
 
 use std::time::Duration;
@@ -23,7 +29,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{ClientAddressForwarding, TlsPolicy};
 use crate::session::conn::Conn;
-use crate::smtp::{Reply, ReplyParser, ehlo};
+use crate::smtp::{Reply, ReplyCode, ReplyParser, ehlo};
 use crate::tls::{TlsInfo, UpstreamTlsContext};
 
 /// Deadlines for setting up the upstream.
@@ -43,8 +49,9 @@ pub struct Established {
     /// was negotiated): feed them to the core first.
     pub greeting: Vec<u8>,
     pub tls: Option<TlsInfo>,
-    /// `send_client_address: xclient` and the upstream offers XCLIENT: the
-    /// core sends it before the client's first EHLO.
+    /// `send_client_address: xclient` and the upstream offers XCLIENT (in
+    /// its EHLO reply inside TLS, when STARTTLS was negotiated): the core
+    /// sends it before the client's first EHLO.
     pub xclient: bool,
 }
 
@@ -155,7 +162,7 @@ async fn establish_tls(
                 }
                 return Ok(est);
             }
-            policy => match starttls(tcp, server, tls, helo, t).await {
+            policy => match starttls(tcp, server, tls, helo, t, probe).await {
                 Ok(est) => return Ok(est),
                 Err(TlsStep::Abort(why)) => return Err(UpstreamFailure::TlsUnavailable(why)),
                 Err(TlsStep::NotOffered(why, conn, greeting, xclient)) => {
@@ -231,31 +238,111 @@ async fn connect(
     Ok(tcp)
 }
 
-/// Reads the greeting and sends replyfix's own EHLO, to learn whether the
-/// upstream offers XCLIENT. Returns the greeting's bytes (for the client)
-/// and that answer.
+/// What the upstream said before the session core takes over: its greeting
+/// and, when that was a lone `220`, its answer to replyfix's own `EHLO`.
+enum Opening {
+    /// The greeting was not a lone `220` (a `554` or `421`, or bytes came
+    /// after it before any command): no EHLO was sent, so the core relays
+    /// (or rejects) the greeting as it is.
+    NoEhlo {
+        greeting: Vec<u8>,
+        /// The greeting's code.
+        code: ReplyCode,
+        /// Bytes followed the greeting before replyfix said anything.
+        early_bytes: bool,
+    },
+    /// A `220` greeting, then replyfix's `EHLO` and the upstream's reply.
+    Ehlo { greeting: Vec<u8>, reply: Reply },
+}
+
+/// Why the opening exchange failed.
+enum OpeningError {
+    /// Read or write error, timeout, close, unparsable reply: the socket is
+    /// unusable.
+    Io(String),
+    /// The upstream answered more than was asked (bytes after its EHLO
+    /// reply): never trust this connection.
+    Unsolicited(String),
+}
+
+impl OpeningError {
+    fn into_message(self) -> String {
+        match self {
+            OpeningError::Io(m) | OpeningError::Unsolicited(m) => m,
+        }
+    }
+}
+
+/// Reads the greeting and, after a lone `220`, sends replyfix's own EHLO
+/// and reads its reply. The one opening exchange behind STARTTLS set-up
+/// (the EHLO tells whether STARTTLS is offered) and XCLIENT discovery.
+/// Returns the greeting's bytes (the client sees them) and the EHLO reply
+/// (the client never sees it).
+async fn greet_and_ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    parser: &mut ReplyParser,
+    helo: &str,
+    t: SetupTimeouts,
+) -> Result<Opening, OpeningError> {
+    let mut greeting = Vec::new();
+    let (reply, extra) = read_reply(s, parser, &mut greeting, t.reply)
+        .await
+        .map_err(OpeningError::Io)?;
+    if extra > 0 || reply.code().get() != 220 {
+        return Ok(Opening::NoEhlo {
+            greeting,
+            code: reply.code(),
+            early_bytes: extra > 0,
+        });
+    }
+    let reply = ehlo(s, parser, helo, t).await?;
+    Ok(Opening::Ehlo { greeting, reply })
+}
+
+/// Sends replyfix's own `EHLO` and reads the reply; nothing may follow it.
+async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    parser: &mut ReplyParser,
+    helo: &str,
+    t: SetupTimeouts,
+) -> Result<Reply, OpeningError> {
+    s.write_all(format!("EHLO {helo}\r\n").as_bytes())
+        .await
+        .map_err(|e| OpeningError::Io(format!("write error: {e}")))?;
+    let mut scratch = Vec::new();
+    let (reply, extra) = read_reply(s, parser, &mut scratch, t.reply)
+        .await
+        .map_err(OpeningError::Io)?;
+    if extra > 0 {
+        return Err(OpeningError::Unsolicited(
+            "upstream sent bytes after its EHLO reply".into(),
+        ));
+    }
+    Ok(reply)
+}
+
+/// True when an EHLO reply is a `250` that lists XCLIENT.
+fn offers_xclient(ehlo_reply: &Reply) -> bool {
+    ehlo_reply.code().get() == 250 && ehlo::has_capability(ehlo_reply, "XCLIENT")
+}
+
+/// The opening exchange on a connection that stays as it is (plain, or
+/// already TLS): returns the greeting's bytes (for the client) and whether
+/// the upstream offers XCLIENT.
 async fn probe_plain<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     helo: &str,
     t: SetupTimeouts,
 ) -> Result<(Vec<u8>, bool), String> {
     let mut parser = ReplyParser::default();
-    let mut greeting = Vec::new();
-    let (reply, extra) = read_reply(s, &mut parser, &mut greeting, t.reply).await?;
-    if extra > 0 || reply.code().get() != 220 {
-        // Let the core relay (or reject) whatever this is.
-        return Ok((greeting, false));
-    }
-    s.write_all(format!("EHLO {helo}\r\n").as_bytes())
+    match greet_and_ehlo(s, &mut parser, helo, t)
         .await
-        .map_err(|e| format!("write error: {e}"))?;
-    let mut scratch = Vec::new();
-    let (ehlo_reply, extra) = read_reply(s, &mut parser, &mut scratch, t.reply).await?;
-    if extra > 0 {
-        return Err("upstream sent bytes after its EHLO reply".into());
+        .map_err(OpeningError::into_message)?
+    {
+        // Let the core relay (or reject) whatever this is.
+        Opening::NoEhlo { greeting, .. } => Ok((greeting, false)),
+        Opening::Ehlo { greeting, reply } => Ok((greeting, offers_xclient(&reply))),
     }
-    let xclient = ehlo_reply.code().get() == 250 && ehlo::has_capability(&ehlo_reply, "XCLIENT");
-    Ok((greeting, xclient))
 }
 
 async fn connect_tcp(server: &str, connect: Duration) -> Result<TcpStream, String> {
@@ -356,53 +443,56 @@ async fn read_reply<S: AsyncRead + Unpin>(
     }
 }
 
+/// STARTTLS on a fresh connection: the opening exchange, `STARTTLS`, the
+/// handshake. With `probe_xclient` (`send_client_address: xclient`),
+/// replyfix then sends `EHLO` again inside TLS and takes XCLIENT from that
+/// reply (RFC 3207 section 4.2, T3); the client's own EHLO follows the
+/// XCLIENT exchange as usual. Without it, the client's EHLO is the first
+/// command inside TLS.
 async fn starttls(
     mut tcp: TcpStream,
     server: &str,
     tls: &UpstreamTlsContext,
     helo: &str,
     t: SetupTimeouts,
+    probe_xclient: bool,
 ) -> Result<Established, TlsStep> {
     let mut parser = ReplyParser::default();
-    let mut greeting = Vec::new();
-    let (reply, extra) = read_reply(&mut tcp, &mut parser, &mut greeting, t.reply)
+    let opening = greet_and_ehlo(&mut tcp, &mut parser, helo, t)
         .await
-        .map_err(TlsStep::Broken)?;
-    if extra > 0 {
-        return Err(TlsStep::Abort(
-            "upstream sent bytes after its greeting before any command".into(),
-        ));
-    }
-    if reply.code().get() != 220 {
-        // A 554 or 421 greeting: nothing to negotiate; the client sees it.
-        return Err(TlsStep::NotOffered(
-            format!("greeting {}", reply.code()),
-            Conn::Plain(tcp),
-            greeting,
-            false,
-        ));
-    }
-    let broken = |e: std::io::Error| TlsStep::Broken(format!("write error: {e}"));
-    tcp.write_all(format!("EHLO {helo}\r\n").as_bytes())
-        .await
-        .map_err(broken)?;
-    let mut scratch = Vec::new();
-    let (ehlo_reply, extra) = read_reply(&mut tcp, &mut parser, &mut scratch, t.reply)
-        .await
-        .map_err(TlsStep::Broken)?;
-    if extra > 0 {
-        return Err(TlsStep::Abort(
-            "upstream sent bytes after its EHLO reply".into(),
-        ));
-    }
+        .map_err(|e| match e {
+            OpeningError::Io(m) => TlsStep::Broken(m),
+            OpeningError::Unsolicited(m) => TlsStep::Abort(m),
+        })?;
+    let (greeting, ehlo_reply) = match opening {
+        Opening::NoEhlo {
+            early_bytes: true, ..
+        } => {
+            return Err(TlsStep::Abort(
+                "upstream sent bytes after its greeting before any command".into(),
+            ));
+        }
+        Opening::NoEhlo { greeting, code, .. } => {
+            // A 554 or 421 greeting: nothing to negotiate; the client sees it.
+            return Err(TlsStep::NotOffered(
+                format!("greeting {code}"),
+                Conn::Plain(tcp),
+                greeting,
+                false,
+            ));
+        }
+        Opening::Ehlo { greeting, reply } => (greeting, reply),
+    };
+    let plain_xclient = offers_xclient(&ehlo_reply);
     if ehlo_reply.code().get() != 250 || !ehlo::has_capability(&ehlo_reply, "STARTTLS") {
         return Err(TlsStep::NotOffered(
             "upstream does not offer STARTTLS".into(),
             Conn::Plain(tcp),
             greeting,
-            ehlo::has_capability(&ehlo_reply, "XCLIENT"),
+            plain_xclient,
         ));
     }
+    let broken = |e: std::io::Error| TlsStep::Broken(format!("write error: {e}"));
     tcp.write_all(b"STARTTLS\r\n").await.map_err(broken)?;
     let mut scratch = Vec::new();
     let (tls_reply, extra) = read_reply(&mut tcp, &mut parser, &mut scratch, t.reply)
@@ -421,7 +511,7 @@ async fn starttls(
                 format!("upstream refused STARTTLS with {}", tls_reply.code()),
                 Conn::Plain(tcp),
                 greeting,
-                ehlo::has_capability(&ehlo_reply, "XCLIENT"),
+                plain_xclient,
             ));
         }
         other => {
@@ -430,12 +520,22 @@ async fn starttls(
             )));
         }
     }
-    let conn = handshake(tcp, server, tls, t)
+    let mut conn = handshake(tcp, server, tls, t)
         .await
         .map_err(TlsStep::Broken)?;
     let tls_info = info(&conn, tls);
-    // XCLIENT as advertised before TLS (replyfix does not EHLO again).
-    let xclient = ehlo::has_capability(&ehlo_reply, "XCLIENT");
+    let mut xclient = false;
+    if probe_xclient && let Conn::ClientTls(stream) = &mut conn {
+        // T3: what the plaintext EHLO reply offered is forgotten; XCLIENT
+        // counts only if the reply to an EHLO inside TLS offers it.
+        let reply = ehlo(stream.as_mut(), &mut ReplyParser::default(), helo, t)
+            .await
+            .map_err(|e| match e {
+                OpeningError::Io(m) => TlsStep::Broken(format!("EHLO after STARTTLS: {m}")),
+                OpeningError::Unsolicited(m) => TlsStep::Abort(m),
+            })?;
+        xclient = offers_xclient(&reply);
+    }
     Ok(Established {
         conn,
         server: server.to_string(),
@@ -443,4 +543,149 @@ async fn starttls(
         tls: tls_info,
         xclient,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::*;
+    use crate::config::UpstreamTls;
+
+    const T: SetupTimeouts = SetupTimeouts {
+        connect: Duration::from_secs(5),
+        reply: Duration::from_secs(5),
+        handshake: Duration::from_secs(5),
+    };
+
+    /// A self-signed certificate and key in a fresh temp folder.
+    fn cert_files(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("replyfix-upstream-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (dir, c, k)
+    }
+
+    /// Reads one line byte by byte (nothing read past it, so the TLS
+    /// handshake that follows STARTTLS stays unread).
+    async fn line<S: AsyncRead + Unpin>(s: &mut S) -> String {
+        let mut out = Vec::new();
+        let mut b = [0u8; 1];
+        while out.len() < 1000 && !out.ends_with(b"\r\n") {
+            if s.read(&mut b).await.unwrap_or(0) == 0 {
+                break;
+            }
+            out.push(b[0]);
+        }
+        String::from_utf8_lossy(&out).trim_end().to_string()
+    }
+
+    /// A STARTTLS upstream that lists XCLIENT in its plaintext EHLO reply
+    /// (`xclient_in_plain`) or only in the one inside TLS; returns the
+    /// command lines it saw.
+    async fn upstream(
+        acceptor: TlsAcceptor,
+        xclient_in_plain: bool,
+    ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tcp.write_all(b"220 up.test ESMTP\r\n").await.unwrap();
+            seen.push(line(&mut tcp).await);
+            let caps: &[u8] = if xclient_in_plain {
+                b"250-up.test\r\n250-STARTTLS\r\n250 XCLIENT ADDR PORT\r\n"
+            } else {
+                b"250-up.test\r\n250 STARTTLS\r\n"
+            };
+            tcp.write_all(caps).await.unwrap();
+            seen.push(line(&mut tcp).await);
+            tcp.write_all(b"220 2.0.0 go ahead\r\n").await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            // The next line inside TLS, if any, before replyfix hands over.
+            let next = tokio::time::timeout(Duration::from_millis(500), line(&mut tls)).await;
+            // (An empty line: replyfix closed without a command.)
+            if let Ok(l) = next
+                && !l.is_empty()
+            {
+                if l.starts_with("EHLO") {
+                    let caps: &[u8] = if xclient_in_plain {
+                        b"250 up.test\r\n"
+                    } else {
+                        b"250-up.test\r\n250 XCLIENT ADDR PORT\r\n"
+                    };
+                    tls.write_all(caps).await.unwrap();
+                }
+                seen.push(l);
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    async fn establish_with(
+        xclient_in_plain: bool,
+        forwarding: ClientAddressForwarding,
+    ) -> (bool, Vec<String>) {
+        let (dir, cert, key) = cert_files(&format!("{xclient_in_plain}-{forwarding:?}"));
+        let acceptor = TlsAcceptor::from(crate::tls::server_config(&cert, &key).unwrap());
+        let _ = std::fs::remove_dir_all(dir);
+        let (addr, task) = upstream(acceptor, xclient_in_plain).await;
+        let tls = UpstreamTlsContext::new(&UpstreamTls {
+            policy: TlsPolicy::Encrypt,
+            ca: None,
+            server_name: Some("localhost".into()),
+            implicit: false,
+        })
+        .unwrap();
+        let who = ClientAddress {
+            forwarding,
+            client: "192.0.2.7:40000".parse().unwrap(),
+            local: "127.0.0.1:25".parse().unwrap(),
+        };
+        let est = establish(&[addr], &tls, "proxy.test", T, who)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(est.tls.is_some());
+        assert_eq!(est.greeting, b"220 up.test ESMTP\r\n");
+        let xclient = est.xclient;
+        drop(est);
+        (xclient, task.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn xclient_offered_only_inside_tls_is_used_t3() {
+        let (xclient, seen) = establish_with(false, ClientAddressForwarding::Xclient).await;
+        assert!(xclient);
+        assert_eq!(seen, ["EHLO proxy.test", "STARTTLS", "EHLO proxy.test"]);
+    }
+
+    #[tokio::test]
+    async fn xclient_offered_only_before_tls_is_forgotten_t3() {
+        let (xclient, seen) = establish_with(true, ClientAddressForwarding::Xclient).await;
+        assert!(
+            !xclient,
+            "RFC 3207 4.2: plaintext capabilities are discarded"
+        );
+        assert_eq!(seen, ["EHLO proxy.test", "STARTTLS", "EHLO proxy.test"]);
+    }
+
+    #[tokio::test]
+    async fn without_xclient_forwarding_the_client_ehlo_is_the_first_inside_tls() {
+        let (xclient, seen) = establish_with(true, ClientAddressForwarding::None).await;
+        assert!(!xclient);
+        assert_eq!(seen, ["EHLO proxy.test", "STARTTLS"]);
+    }
 }

@@ -248,7 +248,9 @@ fn xclient_tells_the_upstream_the_client_address_before_the_first_ehlo() {
     assert!(c.cmd("MAIL FROM:<a@example.com>").starts_with("250"));
     c.cmd("QUIT");
     let s = wait_seen(&seen, |s| s.lines.iter().any(|l| l == "QUIT"));
-    let xclient = format!("XCLIENT ADDR=127.0.0.1 PORT={local_port} HELO=client.test PROTO=ESMTP");
+    let xclient = format!(
+        "XCLIENT NAME=[UNAVAILABLE] ADDR=127.0.0.1 PORT={local_port} HELO=client.test PROTO=ESMTP"
+    );
     let expected: Vec<String> = vec![
         "EHLO proxy.example.test".into(),
         xclient,
