@@ -205,6 +205,10 @@ impl Server {
             None => None,
         };
         let ids = Arc::new(AtomicU64::new(session_id_seed()));
+        // One bound for every listener's client-leg handshakes (R3).
+        let tls_handshakes = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_tls_handshakes,
+        ));
         let mut tasks = JoinSet::new();
         let mut addresses = Vec::new();
         let mut certificates = Vec::new();
@@ -269,6 +273,7 @@ impl Server {
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),
                 transcript: transcript.clone(),
+                tls_handshakes: tls_handshakes.clone(),
             });
             let proxy = l
                 .proxy_protocol

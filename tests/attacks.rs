@@ -938,7 +938,7 @@ fn half_open_tls_flood(starttls: bool, test: &str) {
         &cert,
         !starttls,
         "timeouts: {client_idle: 30s, command: 30s, upstream_reply: 10s, data_end_reply: 10s, tls_handshake: 1s}\n\
-         limits: {max_sessions_per_client: 2000, max_sessions: 2000}",
+         limits: {max_sessions_per_client: 2000, max_sessions: 2000, max_tls_handshakes: 2000}",
     );
     let pid = rf.pid();
     honest_tls("127.0.0.2", rf.addr, starttls, &config);
@@ -1170,4 +1170,39 @@ fn accept_out_of_descriptors_backs_off_counts_and_recovers_r3() {
     .expect("restore replyfix's limit");
     wait_for_fds(pid, base_fds, Duration::from_secs(15));
     assert!(rf.exit_status().is_none(), "replyfix exited");
+}
+
+#[test]
+fn tls_handshakes_over_the_limit_wait_for_a_slot_within_the_deadline_r3() {
+    // `limits.max_tls_handshakes: 2`: two silent implicit-TLS connections
+    // hold both slots until their 2 s deadline; an honest client that
+    // arrives 1 s later waits for a slot (its own deadline still has 1 s
+    // left), then completes its handshake and a transaction.
+    let _guard = no_flood();
+    let up = FakeUpstream::start();
+    let cert = test_cert();
+    let config = tls_client_config(&cert.ca_pem);
+    let (rf, admin) = tls_replyfix(
+        up.addr,
+        &cert,
+        true,
+        "timeouts: {tls_handshake: 2s, upstream_reply: 10s, data_end_reply: 10s}\n\
+         limits: {max_tls_handshakes: 2}",
+    );
+    let silent: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.1", rf.addr)).collect();
+    let held = Instant::now();
+    thread::sleep(Duration::from_secs(1));
+    let took = honest_tls("127.0.0.2", rf.addr, false, &config);
+    let since_held = held.elapsed();
+    println!("honest handshake + transaction: {took:?}, {since_held:?} after the slots were taken");
+    // It could not start before a slot was free (the silent ones hold both
+    // until their deadline, about 2 s after they connected).
+    assert!(
+        since_held >= Duration::from_millis(1800),
+        "the honest handshake did not wait for a slot: done {since_held:?} after the slots were taken"
+    );
+    let after = scrape(admin);
+    assert_eq!(metric(&after, HANDSHAKE_FAILED), Some(2), "{after}");
+    assert_eq!(metric(&after, HANDSHAKE_OK), Some(1), "{after}");
+    drop(silent);
 }

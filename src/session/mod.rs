@@ -62,6 +62,9 @@ pub struct SessionContext {
     pub readiness: Arc<Readiness>,
     /// Where judged replies are recorded for `replyfix replay`, if anywhere.
     pub transcript: Option<Arc<TranscriptWriter>>,
+    /// Client-leg TLS handshakes in progress, all listeners together
+    /// (`limits.max_tls_handshakes`).
+    pub tls_handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 /// The server's stop signal, as sessions see it (F6).
@@ -398,13 +401,28 @@ async fn client_handshake(client: &mut Conn, ctx: &SessionContext) -> Result<Tls
         return Err("the client leg is not plain TCP".into());
     };
     let acceptor = TlsAcceptor::from(server_tls.config());
-    match timeout(ctx.timeouts.tls_handshake, acceptor.accept(tcp)).await {
+    // R3: at most `max_tls_handshakes` in progress; a handshake over the
+    // limit waits for a slot, and the wait counts against its deadline.
+    let handshake = async {
+        let Ok(_slot) = ctx.tls_handshakes.acquire().await else {
+            return Err("TLS handshakes are closed".to_string());
+        };
+        acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| format!("handshake failed: {e}"))
+    };
+    match timeout(ctx.timeouts.tls_handshake, handshake).await {
         Ok(Ok(stream)) => {
             let info = TlsInfo::from_common(stream.get_ref().1, false);
             *client = Conn::ServerTls(Box::new(stream));
             Ok(info)
         }
-        Ok(Err(e)) => Err(format!("handshake failed: {e}")),
+        Ok(Err(e)) => Err(e),
+        Err(_) if ctx.tls_handshakes.available_permits() == 0 => Err(format!(
+            "handshake deadline exceeded ({} handshakes in progress: limits.max_tls_handshakes)",
+            ctx.limits.max_tls_handshakes
+        )),
         Err(_) => Err("handshake deadline exceeded".into()),
     }
 }
@@ -571,6 +589,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             readiness: Arc::new(Readiness::new(["t"])),
             transcript: None,
+            tls_handshakes: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         let (_tx, rx) = watch::channel(stop::RUNNING);
         let fut = run(client, addr, addr, ctx, "id".into(), rx);
