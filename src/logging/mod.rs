@@ -4,11 +4,14 @@
 //! Never logs message content or SASL data (L1, L2): this module only
 //! formats what the session driver hands it, already escaped (L4).
 
+pub mod batch;
+
 use std::io::IsTerminal;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tracing_appender::non_blocking::WorkerGuard;
+
+pub use self::batch::FlushGuard;
 
 use crate::config::{LogAddresses, LogFormat, Logging};
 use crate::smtp::escape::escape_capped;
@@ -57,11 +60,12 @@ impl AddressLog {
 /// command line) wins over the configuration. `RUST_LOG` wins over the
 /// configured level.
 ///
-/// Records are written to stderr by a background thread, so a session never
-/// waits on the log's `write`; the writer blocks rather than drops when its
-/// queue is full (an audit record is never lost). Keep the returned guard
-/// alive until exit: dropping it flushes what is queued.
-pub fn init(logging: &Logging, format_override: Option<LogFormat>) -> WorkerGuard {
+/// Records are written to stderr in batches by a background thread
+/// ([`batch`]), so a session never waits on the log's `write`; a writer
+/// waits rather than drops when the batch is full (an audit record is never
+/// lost). Keep the returned guard alive until exit: dropping it writes what
+/// is left.
+pub fn init(logging: &Logging, format_override: Option<LogFormat>) -> FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&logging.level));
     let format = format_override.unwrap_or(logging.format);
@@ -70,9 +74,7 @@ pub fn init(logging: &Logging, format_override: Option<LogFormat>) -> WorkerGuar
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    let (writer, guard) = batch::batch_writer(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(!json && std::io::stderr().is_terminal())
