@@ -369,6 +369,18 @@ pub fn run(s: Settings) {
             }
         }
     }
+    // Cross-check with replyfix's log: each 451 it made up itself after an
+    // end of data it had forwarded (F2: `451 4.4.1`/`451 4.4.2` with its
+    // hostname; the drain reply mid-content has none) is logged as a
+    // possible duplicate, and nothing else is.
+    let own_end_of_data_451 = attempts
+        .iter()
+        .flat_map(|a| &a.made_up)
+        .filter(|(step, r)| {
+            *step == client::Step::EndOfData
+                && (r.starts_with("451 4.4.1 <host> ") || r.starts_with("451 4.4.2 <host> "))
+        })
+        .count() as u64;
     let problems: Vec<String> = attempts
         .iter()
         .flat_map(|a| {
@@ -463,6 +475,10 @@ pub fn run(s: Settings) {
         "replyfix log: {} sessions, {} `possible duplicate` warnings; ends: {:?}",
         log.sessions, log.possible_duplicates, log.ends
     ));
+    line(format!(
+        "replyfix's own 451 after a forwarded end of data: {own_end_of_data_451} (log: {} possible-duplicate warnings)",
+        log.possible_duplicates
+    ));
     line("replyfix warnings and errors:".into());
     for (k, n) in &log.warnings_and_errors {
         line(format!("  {n:>7}  {k}"));
@@ -528,6 +544,10 @@ pub fn run(s: Settings) {
     );
     assert!(problems.is_empty(), "protocol problems: {problems:?}");
     assert_eq!(count(Outcome::Bounced), 0, "a message bounced");
+    assert_eq!(
+        own_end_of_data_451, log.possible_duplicates,
+        "each 451 after a forwarded end of data is logged as a possible duplicate (F2)"
+    );
     assert_eq!(
         corrupt + unreadable + unreadable_dumps,
         0,

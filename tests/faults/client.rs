@@ -210,8 +210,15 @@ async fn run(addr: SocketAddr, msg: u64, sid: u64, plan: Plan, wire: &[u8]) -> A
         (Step::EndOfData, String::new(), b'2'),
         (Step::Quit, "QUIT\r\n".into(), b'2'),
     ];
-    for (step, line, want) in commands {
-        if step == Step::EndOfData {
+    let mut i = 0;
+    while i < commands.len() {
+        // RFC 2920: with `pipeline`, MAIL, RCPT and DATA go in one write.
+        let group = if plan.pipeline && commands[i].0 == Step::Mail {
+            3
+        } else {
+            1
+        };
+        if commands[i].0 == Step::EndOfData {
             if let ClientFault::KillMidData { offset, kill } = plan.client {
                 let _ = timeout(REPLY_TIMEOUT, c.stream.write_all(&wire[..offset])).await;
                 if kill == Kill::Reset {
@@ -222,11 +229,19 @@ async fn run(addr: SocketAddr, msg: u64, sid: u64, plan: Plan, wire: &[u8]) -> A
                 return a;
             }
             // A failed write (replyfix closed) shows in the reply read next.
+            // Pipelining, QUIT follows the end of data in the same write
+            // (as Postfix's client does).
             let (first, second) = wire.split_at(plan.pause_at.unwrap_or(wire.len()));
+            let mut second = second.to_vec();
+            if plan.pipeline {
+                second.extend_from_slice(b"QUIT\r\n");
+            }
             let send = async {
-                if c.stream.write_all(first).await.is_ok() && !second.is_empty() {
-                    tokio::time::sleep(PAUSE).await;
-                    let _ = c.stream.write_all(second).await;
+                if c.stream.write_all(first).await.is_ok() {
+                    if plan.pause_at.is_some() {
+                        tokio::time::sleep(PAUSE).await;
+                    }
+                    let _ = c.stream.write_all(&second).await;
                 }
             };
             if timeout(REPLY_TIMEOUT, send).await.is_err() {
@@ -235,51 +250,84 @@ async fn run(addr: SocketAddr, msg: u64, sid: u64, plan: Plan, wire: &[u8]) -> A
                     .push(format!("content not read within {REPLY_TIMEOUT:?}"));
                 return a;
             }
-        } else if !line.is_empty() {
-            let _ = c.stream.write_all(line.as_bytes()).await;
-        }
-        let reply = match c.reply().await {
-            Read::Reply(r) => r,
-            Read::Closed => {
-                // P1/F2: every command gets a reply before the close.
-                a.problems
-                    .push(format!("closed without a reply to {step:?}"));
-                return a;
+        } else {
+            let lines: String = commands[i..i + group]
+                .iter()
+                .map(|(_, line, _)| line.as_str())
+                .collect();
+            let quit_sent = plan.pipeline && commands[i].0 == Step::Quit;
+            if !lines.is_empty() && !quit_sent {
+                let _ = c.stream.write_all(lines.as_bytes()).await;
             }
-            Read::Timeout => {
-                if step != Step::Quit {
-                    a.outcome = Outcome::Hang;
+        }
+        for (j, &(step, _, want)) in commands[i..i + group].iter().enumerate() {
+            let reply = match c.reply().await {
+                Read::Reply(r) => r,
+                Read::Closed => {
+                    // P1/F2: every command gets a reply before the close.
+                    a.problems
+                        .push(format!("closed without a reply to {step:?}"));
+                    return a;
                 }
-                a.problems
-                    .push(format!("no reply to {step:?} within {REPLY_TIMEOUT:?}"));
+                Read::Timeout => {
+                    if step != Step::Quit {
+                        a.outcome = Outcome::Hang;
+                    }
+                    a.problems
+                        .push(format!("no reply to {step:?} within {REPLY_TIMEOUT:?}"));
+                    return a;
+                }
+            };
+            let own = !from_upstream(&reply);
+            if own {
+                a.made_up.push((step, class(&reply)));
+            }
+            if step == Step::EndOfData {
+                a.end_of_data = Some(reply.clone());
+            }
+            let ok = reply.as_bytes().first() == Some(&want);
+            if step == Step::EndOfData {
+                a.outcome = match reply.as_bytes().first() {
+                    Some(b'2') => Outcome::Accepted,
+                    Some(b'5') => Outcome::Bounced,
+                    _ => Outcome::Deferred,
+                };
+            } else if !ok && step != Step::Quit && reply.starts_with('5') {
+                a.outcome = Outcome::Bounced;
+            }
+            if !ok || step == Step::Quit {
+                // replyfix's own replies here all end the session (F2), as
+                // does every 421 (P3); after QUIT the close comes in any case.
+                if own || reply.starts_with("421") || step == Step::Quit {
+                    // Commands still outstanding (pipelined) may each get
+                    // one reply before the close (P1), no more.
+                    let mut outstanding: Vec<Step> =
+                        commands[i + j + 1..i + group].iter().map(|c| c.0).collect();
+                    if plan.pipeline && step == Step::EndOfData {
+                        outstanding.push(Step::Quit);
+                    }
+                    for later in outstanding {
+                        match c.reply().await {
+                            Read::Reply(r) => {
+                                if !from_upstream(&r) {
+                                    a.made_up.push((later, class(&r)));
+                                }
+                            }
+                            Read::Closed => break,
+                            Read::Timeout => {
+                                a.problems.push(format!(
+                                    "neither a reply to {later:?} nor the close within {REPLY_TIMEOUT:?}"
+                                ));
+                                return a;
+                            }
+                        }
+                    }
+                    c.expect_close(&reply, &mut a.problems).await;
+                }
                 return a;
             }
-        };
-        let own = !from_upstream(&reply);
-        if own {
-            a.made_up.push((step, class(&reply)));
         }
-        if step == Step::EndOfData {
-            a.end_of_data = Some(reply.clone());
-        }
-        let ok = reply.as_bytes().first() == Some(&want);
-        if step == Step::EndOfData {
-            a.outcome = match reply.as_bytes().first() {
-                Some(b'2') => Outcome::Accepted,
-                Some(b'5') => Outcome::Bounced,
-                _ => Outcome::Deferred,
-            };
-        } else if !ok && step != Step::Quit && reply.starts_with('5') {
-            a.outcome = Outcome::Bounced;
-        }
-        if !ok || step == Step::Quit {
-            // replyfix's own replies here all end the session (F2), as
-            // does every 421 (P3); after QUIT the close comes in any case.
-            if own || reply.starts_with("421") || step == Step::Quit {
-                c.expect_close(&reply, &mut a.problems).await;
-            }
-            return a;
-        }
+        i += group;
     }
     a
 }

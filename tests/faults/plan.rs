@@ -168,6 +168,9 @@ pub struct Plan {
     /// an upstream killed before the split is then seen by replyfix while
     /// the content is still coming (F2's drain), not after its end.
     pub pause_at: Option<usize>,
+    /// The client sends MAIL, RCPT and DATA in one write (RFC 2920), so
+    /// several commands are outstanding when the upstream fails (P1, P3).
+    pub pipeline: bool,
 }
 
 fn kill_name(k: Kill) -> &'static str {
@@ -191,6 +194,7 @@ impl Plan {
         upstream: UpstreamFault::None,
         client: ClientFault::None,
         pause_at: None,
+        pipeline: false,
     };
 
     /// Draws the plan of one attempt: about half the attempts carry no
@@ -198,9 +202,14 @@ impl Plan {
     /// eventually delivered. `wire_len` is the content's length on the wire
     /// (dot-stuffed, with the end of data), for the random offsets.
     pub fn draw(rng: &mut Rng, wire_len: usize, last: bool) -> Plan {
-        let pause_at = (rng.below(2) == 0).then(|| rng.range(1, wire_len));
+        let pause_at = (rng.below(2) == 0).then(|| offset(rng, wire_len).max(1));
+        let pipeline = rng.below(3) == 0;
         let plan = Plan::draw_faults(rng, wire_len, last);
-        Plan { pause_at, ..plan }
+        Plan {
+            pause_at,
+            pipeline,
+            ..plan
+        }
     }
 
     fn draw_faults(rng: &mut Rng, wire_len: usize, last: bool) -> Plan {
@@ -242,7 +251,7 @@ impl Plan {
                 on_fault(UpstreamFault::AtCommand(cmd, action(rng)))
             }
             550..650 => on_fault(UpstreamFault::MidData {
-                offset: rng.range(0, wire_len),
+                offset: offset(rng, wire_len),
                 kill: kill(rng),
             }),
             650..730 => on_fault(UpstreamFault::AfterStore(action(rng))),
@@ -256,10 +265,11 @@ impl Plan {
                 },
                 upstream: UpstreamFault::None,
                 client: ClientFault::KillMidData {
-                    offset: rng.range(0, wire_len),
+                    offset: offset(rng, wire_len),
                     kill: kill(rng),
                 },
                 pause_at: None,
+                pipeline: false,
             },
             860..960 => {
                 let v = rng.below(2 * SINK_POINTS.len() as u64) as usize;
@@ -331,6 +341,17 @@ impl Plan {
         matches!(self.client, ClientFault::None)
             && (matches!(self.upstream, UpstreamFault::AfterStore(_))
                 || matches!(self.route, Route::SinkFault { point: 5, .. }))
+    }
+}
+
+/// A content offset in `0..wire_len`: uniform, or (three times in ten)
+/// within the last five octets, where the end of data `CRLF.CRLF` is
+/// partly sent (D1: a partial end is never an end).
+fn offset(rng: &mut Rng, wire_len: usize) -> usize {
+    if rng.below(10) < 3 {
+        wire_len - 1 - rng.range(0, 5.min(wire_len))
+    } else {
+        rng.range(0, wire_len)
     }
 }
 
