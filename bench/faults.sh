@@ -26,5 +26,7 @@ export FAULTS_MESSAGES="${1:-100000}"
 export CI=true
 
 echo "faults: $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), $(nproc) cores"
-cargo build --release --bin replyfix
+# `cargo test --release` builds the replyfix binary the test drives in
+# release too (a separate `cargo build --release` would build it again with
+# other features: the test build unifies them with the dev-dependencies).
 exec cargo test --release --test faults -- --ignored --exact mixed_faults_long_form_f1_f2_p3 --nocapture
