@@ -22,6 +22,9 @@
 //!    never make an upstream store the message: replyfix never sends an end
 //!    of data the client did not send); and every `smtp-sink -q/-Q POINT`
 //!    above plus a fault-free `smtp-sink`, so a real peer stays in the mix.
+//!    A third of the attempts pipeline MAIL/RCPT/DATA and QUIT after the end
+//!    of data (RFC 2920); half send the content in two writes, so an upstream
+//!    lost early is seen while content is still coming (F2's drain).
 //!    The short form (2,000 messages) runs here in CI; the long form
 //!    (`bench/faults.sh [MESSAGES]`, release build, 100,000 by default) is
 //!    the `#[ignore]`d test below, the same code.
