@@ -266,18 +266,14 @@ impl Replyfix {
     /// Starts replyfix and waits (bounded) for its `listening` log line.
     /// A bind race on the chosen port is retried with another port.
     pub fn start(upstream: SocketAddr, opts: ServeOptions) -> Replyfix {
-        let mut last_log = String::new();
-        for _attempt in 0..3 {
-            let dir = TempDir::new("replyfix");
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-                .parse()
-                .expect("socket address");
+        let config = opts.config;
+        Replyfix::spawn(opts.rust_log.as_deref(), |dir, addr| {
             let mut args: Vec<String> = vec!["serve".into()];
-            if opts.config {
-                let config = dir.path().join("replyfix.yaml");
-                std::fs::write(&config, config_yaml(addr, upstream, &opts)).expect("write config");
+            if config {
+                let file = dir.join("replyfix.yaml");
+                std::fs::write(&file, config_yaml(addr, upstream, &opts)).expect("write config");
                 args.push("--config".into());
-                args.push(config.display().to_string());
+                args.push(file.display().to_string());
             } else {
                 args.extend([
                     "--listen".into(),
@@ -292,9 +288,46 @@ impl Replyfix {
                     args.extend(["--upstream-tls".into(), "none".into()]);
                 }
             }
+            args.extend(opts.args.iter().cloned());
+            args
+        })
+    }
+
+    /// Starts `replyfix serve --config FILE` with the whole config written
+    /// by `make_yaml`, which gets a free loopback address for its first
+    /// listener (it may pick more ports with [`free_port`]; it is called
+    /// again, with a new address, when a bind race makes replyfix exit).
+    pub fn start_with_config(
+        rust_log: Option<&str>,
+        mut make_yaml: impl FnMut(SocketAddr) -> String,
+    ) -> Replyfix {
+        Replyfix::spawn(rust_log, |dir, addr| {
+            let file = dir.join("replyfix.yaml");
+            std::fs::write(&file, make_yaml(addr)).expect("write config");
+            vec![
+                "serve".into(),
+                "--config".into(),
+                file.display().to_string(),
+            ]
+        })
+    }
+
+    /// Spawns replyfix with the arguments `args_for(scratch dir, listen
+    /// address)` (plus JSON logs) and waits (bounded) until it listens;
+    /// retried up to three times when it exits first (a bind race).
+    fn spawn(
+        rust_log: Option<&str>,
+        mut args_for: impl FnMut(&Path, SocketAddr) -> Vec<String>,
+    ) -> Replyfix {
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let dir = TempDir::new("replyfix");
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+                .parse()
+                .expect("socket address");
+            let mut args = args_for(dir.path(), addr);
             // JSON log records, one per line, for exact field assertions.
             args.extend(["--log-format".into(), "json".into()]);
-            args.extend(opts.args.iter().cloned());
             let stderr_path = dir.path().join("stderr.log");
             let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
             let mut cmd = Command::new(replyfix_bin());
@@ -303,7 +336,7 @@ impl Replyfix {
                 .stdout(Stdio::null())
                 .stderr(stderr)
                 .env_remove("RUST_LOG");
-            if let Some(filter) = &opts.rust_log {
+            if let Some(filter) = rust_log {
                 cmd.env("RUST_LOG", filter);
             }
             let child = cmd.spawn().expect("spawn replyfix");
@@ -332,6 +365,12 @@ impl Replyfix {
             }
         }
         panic!("replyfix exited before listening, three times; last stderr:\n{last_log}");
+    }
+
+    /// The file replyfix's stderr goes to (JSON records, one per line), for
+    /// tests that stream a large log instead of reading it whole.
+    pub fn log_path(&self) -> &Path {
+        &self.stderr_path
     }
 
     /// Everything replyfix wrote to stderr so far.
