@@ -373,8 +373,10 @@ impl Replyfix {
         &self.stderr_path
     }
 
-    /// Everything replyfix wrote to stderr so far.
+    /// Everything logged up to this call: replyfix writes its log in
+    /// batches (`logging::batch`), so this first waits out one batch.
     pub fn log(&self) -> String {
+        std::thread::sleep(2 * replyfix::logging::batch::FLUSH_INTERVAL);
         std::fs::read(&self.stderr_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
