@@ -91,6 +91,8 @@ def main():
     rows.append(("transaction latency p99, µs", "txn_p99", 0, False))
     rows.append(("connect-to-greeting p50, µs", "greet_p50", 0, False))
     rows.append(("connect-to-greeting p99, µs", "greet_p99", 0, False))
+    rows.append(("TLS msg/s, 1 session (a new TLS session per message)", "tls_msgs", 1, True))
+    rows.append(("target CPU µs/msg, TLS", "cpu_tls_msgs", 1, False))
     rows.append(("peak RSS (VmHWM), KiB", "peak_rss_kib", 0, False))
     rows.append(("RSS per idle session, KiB", "idle_kib_per_session", 2, False))
 
@@ -131,6 +133,9 @@ def main():
     r, h = med(data, "big_mbs", "replyfix"), med(data, "big_mbs", "haproxy")
     if r and h:
         check(f"MB/s, {big / 1e6:g} MB messages", f"{r / h:.2f}×", "≥ 1.00×", r / h >= 1.0)
+    r, h = med(data, "cpu_tls_msgs", "replyfix"), med(data, "cpu_tls_msgs", "haproxy")
+    if r and h:
+        check("CPU µs/msg, TLS both legs (not an issue target)", f"{r / h:.2f}× ({r:.0f} vs {h:.0f})", "—", r <= h)
     r = med(data, "idle_kib_per_session", "replyfix")
     if r is not None:
         check("RSS per idle session", f"{r:.2f} KiB", "≤ 4 KiB", r <= 4.0)

@@ -17,7 +17,7 @@
 # TARGETS="direct haproxy nginx replyfix" (a subset, in this order)
 # REPLYFIX_B=/path/to/other/replyfix  adds target replyfix_b (A/B of a change)
 # REPLYFIX_BIN=/path/to/replyfix  use this binary as "replyfix" (no build)
-# PHASES="msgs big latency rules idle" (a subset)
+# PHASES="msgs big latency rules idle tls" (a subset)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +36,7 @@ CONCURRENCY=(1 20 100)
 read -r -a TARGETS <<< "${TARGETS:-direct haproxy nginx replyfix}"
 REPLYFIX_B=${REPLYFIX_B:-}
 [ -n "$REPLYFIX_B" ] && TARGETS+=(replyfix_b)
-PHASES=" ${PHASES:-msgs big latency rules idle} "
+PHASES=" ${PHASES:-msgs big latency rules idle tls} "
 phase() { [[ $PHASES == *" $1 "* ]]; }
 
 SINK_PORT=$BASE_PORT                  # smtp-sink, plain
@@ -49,6 +49,11 @@ REPLYFIX_PORT=$((BASE_PORT + 13))
 RF550_PORT=$((BASE_PORT + 14))
 RF530_PORT=$((BASE_PORT + 15))
 REPLYFIX_B_PORT=$((BASE_PORT + 16))
+TLS_SINK_ST_PORT=$((BASE_PORT + 20))  # replyfix offering STARTTLS in front of smtp-sink
+TLS_SINK_IMP_PORT=$((BASE_PORT + 21)) # the same instance, implicit TLS
+RFTLS_PORT=$((BASE_PORT + 22))        # replyfix, STARTTLS on both legs
+HATLS_PORT=$((BASE_PORT + 23))        # HAProxy, TLS termination and origination
+TLS_COUNT=${TLS_COUNT:-300}
 
 SMTP_SOURCE=/usr/sbin/smtp-source
 SMTP_SINK=/usr/sbin/smtp-sink
@@ -305,6 +310,106 @@ throughput() {
     log "$metric $t run $run: $count in $(awk -v us="$secs_x1e6" 'BEGIN { printf "%.2f", us / 1e6 }') s"
 }
 
+# ---------------------------------------------------------------- TLS
+# replyfix with STARTTLS on both legs against HAProxy terminating and
+# originating TLS (HAProxy cannot speak STARTTLS: its legs are TLS from the
+# first byte). Both relay to the same TLS peer, a replyfix instance in front
+# of the plain smtp-sink that offers STARTTLS on one port and implicit TLS on
+# another. The client is bench/smtpclient.py (Python's ssl, a full handshake
+# per message, one session at a time); the figure that matters is the
+# target's own CPU per message, from /proc. Every leg: TLS 1.3 (both sides'
+# default), ECDSA P-256 certificate, no verification upstream (HAProxy
+# "verify none", replyfix "policy: encrypt").
+tls_phase() {
+    local cert=$WORK/tls-cert.pem key=$WORK/tls-key.pem
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$key" -out "$cert" 2>/dev/null || die "openssl could not make the test certificate"
+    cat "$cert" "$key" > "$WORK/tls-combined.pem"
+    cat > "$WORK/tlssink.yaml" <<EOF
+listeners:
+  - name: starttls
+    address: 127.0.0.1:$TLS_SINK_ST_PORT
+    upstream: sink
+    tls: {cert: "$cert", key: "$key"}
+  - name: implicit
+    address: 127.0.0.1:$TLS_SINK_IMP_PORT
+    upstream: sink
+    tls: {cert: "$cert", key: "$key", implicit: true}
+upstreams:
+  - name: sink
+    servers: ["127.0.0.1:$SINK_PORT"]
+limits: {max_sessions: 8000, max_sessions_per_client: 8000}
+logging: {level: warn}
+EOF
+    cat > "$WORK/rftls.yaml" <<EOF
+listeners:
+  - name: bench
+    address: 127.0.0.1:$RFTLS_PORT
+    upstream: tlssink
+    tls: {cert: "$cert", key: "$key"}
+upstreams:
+  - name: tlssink
+    servers: ["127.0.0.1:$TLS_SINK_ST_PORT"]
+    tls: {policy: encrypt}
+limits: {max_sessions: 8000, max_sessions_per_client: 8000}
+EOF
+    cat > "$WORK/hatls.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+listen smtps
+    bind 127.0.0.1:$HATLS_PORT ssl crt $WORK/tls-combined.pem
+    server tlssink 127.0.0.1:$TLS_SINK_IMP_PORT ssl verify none
+EOF
+    local p
+    for p in $TLS_SINK_ST_PORT $TLS_SINK_IMP_PORT $RFTLS_PORT $HATLS_PORT; do
+        port_free "$p" || die "port $p is taken"
+    done
+    "${PIN[@]}" "$BIN" serve -c "$WORK/tlssink.yaml" >> "$WORK/tlssink.log" 2>&1 &
+    PIDS+=($!); local tlssink=$!
+    wait_listen $TLS_SINK_ST_PORT; wait_listen $TLS_SINK_IMP_PORT
+    "${PIN[@]}" "$BIN" serve -c "$WORK/rftls.yaml" >> "$WORK/rftls.log" 2>&1 &
+    PIDS+=($!); local pid_replyfix=$!
+    "${PIN[@]}" haproxy -db -f "$WORK/hatls.cfg" > "$WORK/hatls.log" 2>&1 &
+    PIDS+=($!); local pid_haproxy=$!
+    wait_listen $RFTLS_PORT; wait_listen $HATLS_PORT
+    local run t pid port mode before after got c0 c1 t0 t1 ok us
+    for run in $(seq 1 "$RUNS"); do
+        local order=(haproxy replyfix)
+        [ $((run % 2)) = 0 ] && order=(replyfix haproxy)
+        for t in "${order[@]}"; do
+            if [ "$t" = replyfix ]; then pid=$pid_replyfix port=$RFTLS_PORT mode=starttls
+            else pid=$pid_haproxy port=$HATLS_PORT mode=implicit; fi
+            before=$(sink_count sink mesg); before=${before:-0}
+            c0=$(cpu_ticks "$pid"); t0=$(now_ns)
+            ok=$("${PIN[@]}" python3 "$HERE/smtpclient.py" tls 127.0.0.1 "$port" "$TLS_COUNT" "$mode" "$cert" 2>>"$WORK/tls.err" || true)
+            t1=$(now_ns); c1=$(cpu_ticks "$pid")
+            got=0
+            for _ in $(seq 1 30); do
+                after=$(sink_count sink mesg); got=$(( ${after:-0} - before ))
+                [ "$got" -ge "$TLS_COUNT" ] && break
+                sleep 0.1
+            done
+            if [ "${ok:-0}" != "$TLS_COUNT" ] || [ "$got" != "$TLS_COUNT" ]; then
+                log "INVALID tls $t run $run: client ok=${ok:-0}, sink counted $got of $TLS_COUNT ($(tail -1 "$WORK/tls.err" 2>/dev/null))"
+                record invalid "$t" "$run" "tls:ok=${ok:-0},counted=$got/$TLS_COUNT"
+                continue
+            fi
+            us=$(( (t1 - t0) / 1000 ))
+            record tls_msgs "$t" "$run" "$(awk -v n="$TLS_COUNT" -v us="$us" 'BEGIN { printf "%.1f", n / (us / 1e6) }')"
+            record cpu_tls_msgs "$t" "$run" "$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$TLS_COUNT" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
+            log "tls $t run $run: $TLS_COUNT in $(awk -v us="$us" 'BEGIN { printf "%.2f", us / 1e6 }') s"
+        done
+    done
+    kill "$pid_replyfix" "$pid_haproxy" "$tlssink" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- main
 main() {
     install_peers
@@ -424,9 +529,9 @@ main() {
         done
     done
 
-    # TODO(TLS): replyfix with STARTTLS on both legs vs HAProxy terminating
-    # and originating TLS (ssl crt ... / server ... ssl), once the TLS work
-    # has landed. Not measured yet; no figure is reported for it.
+    if phase tls && [[ " ${TARGETS[*]} " == *" replyfix "* && " ${TARGETS[*]} " == *" haproxy "* ]]; then
+        tls_phase
+    fi
 
     python3 "$HERE/report.py" "$OUT" "$BIG_SIZE" "${TARGETS[*]}" > "$OUT/report.md"
     (cd "$OUT" && gnuplot "$OUT/msgs.gp") || log "gnuplot failed; no chart"

@@ -13,11 +13,19 @@ idle HOST PORT COUNT READY_FILE HOLD_SECONDS
     that got a greeting to READY_FILE, then holds them open (idle) until
     HOLD_SECONDS pass or READY_FILE.stop exists, and closes them.
 
+tls HOST PORT COUNT starttls|implicit CAFILE
+    COUNT sequential transactions over TLS, a new TLS session each (no
+    resumption, as between MTAs): `starttls` reads the greeting, sends EHLO
+    and STARTTLS, then EHLO again inside TLS; `implicit` starts TLS at
+    connect. The certificate is verified against CAFILE. Prints the number
+    of transactions whose end of data got 250.
+
 Every wait has a timeout; every loop is bounded by COUNT.
 """
 
 import os
 import socket
+import ssl
 import sys
 import time
 
@@ -126,11 +134,62 @@ def idle(host, port, count, ready_file, hold):
     return 0 if greeted == count else 1
 
 
+def tls_transaction(host, port, mode, context):
+    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        buf = b""
+        if mode == "implicit":
+            sock = context.wrap_socket(sock, server_hostname="localhost")
+        code, buf = read_reply(sock, buf)
+        if code != 220:
+            raise ConnectionError(f"greeting {code}")
+        if mode == "starttls":
+            for line, want in ((b"EHLO bench.local\r\n", 250), (b"STARTTLS\r\n", 220)):
+                sock.sendall(line)
+                code, buf = read_reply(sock, buf)
+                if code != want:
+                    raise ConnectionError(f"{line[:8]!r}: {code}")
+            if buf:
+                raise ConnectionError("bytes after the 220 to STARTTLS")
+            sock = context.wrap_socket(sock, server_hostname="localhost")
+        steps = [
+            (b"EHLO bench.local\r\n", 250),
+            (b"MAIL FROM:<a@bench.local>\r\n", 250),
+            (b"RCPT TO:<b@bench.local>\r\n", 250),
+            (b"DATA\r\n", 354),
+            (BODY, 250),
+            (b"QUIT\r\n", 221),
+        ]
+        for line, want in steps:
+            sock.sendall(line)
+            code, buf = read_reply(sock, buf)
+            if code != want:
+                raise ConnectionError(f"{line[:4]!r}: {code}")
+    finally:
+        sock.close()
+
+
+def tls(host, port, count, mode, cafile):
+    context = ssl.create_default_context(cafile=cafile)
+    ok = 0
+    for _ in range(count):
+        try:
+            tls_transaction(host, port, mode, context)
+            ok += 1
+        except (OSError, ConnectionError, ssl.SSLError) as e:
+            print(f"tls: {e}", file=sys.stderr)
+    print(ok)
+    return 0 if ok == count else 1
+
+
 def main(argv):
     if len(argv) >= 5 and argv[1] == "latency":
         return latency(argv[2], int(argv[3]), int(argv[4]))
     if len(argv) >= 7 and argv[1] == "idle":
         return idle(argv[2], int(argv[3]), int(argv[4]), argv[5], float(argv[6]))
+    if len(argv) >= 7 and argv[1] == "tls":
+        return tls(argv[2], int(argv[3]), int(argv[4]), argv[5], argv[6])
     print(__doc__, file=sys.stderr)
     return 2
 
