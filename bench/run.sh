@@ -156,8 +156,9 @@ sink_count() { # name field
     tr '\r' '\n' < "$WORK/$1.out" | grep -o "$2=[0-9]*" | tail -1 | cut -d= -f2 || true
 }
 
-write_configs() {
-    cat > "$WORK/haproxy.cfg" <<EOF
+# HAProxy's global and defaults sections, the same for every HAProxy target.
+haproxy_head() {
+    cat <<EOF
 global
     nbthread 1
     maxconn 8000
@@ -166,11 +167,17 @@ defaults
     timeout connect 5s
     timeout client 120s
     timeout server 120s
+EOF
+}
+
+write_configs() {
+    { haproxy_head; cat <<EOF
 listen smtp
     bind 127.0.0.1:$HAPROXY_PORT
     maxconn 8000
     server sink 127.0.0.1:$SINK_PORT
 EOF
+    } > "$WORK/haproxy.cfg"
     mkdir -p "$WORK/nginx"
     cat > "$WORK/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_mail_module.so;
@@ -354,19 +361,12 @@ upstreams:
     tls: {policy: encrypt}
 limits: {max_sessions: 8000, max_sessions_per_client: 8000}
 EOF
-    cat > "$WORK/hatls.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 8000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
+    { haproxy_head; cat <<EOF
 listen smtps
     bind 127.0.0.1:$HATLS_PORT ssl crt $WORK/tls-combined.pem
     server tlssink 127.0.0.1:$TLS_SINK_IMP_PORT ssl verify none
 EOF
+    } > "$WORK/hatls.cfg"
     local p
     for p in $TLS_SINK_ST_PORT $TLS_SINK_IMP_PORT $RFTLS_PORT $HATLS_PORT; do
         port_free "$p" || die "port $p is taken"

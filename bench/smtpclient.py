@@ -31,6 +31,15 @@ import time
 
 TIMEOUT = 10.0
 BODY = (b"Subject: bench\r\n\r\n" + (b"x" * 78 + b"\r\n") * 13)[:1024] + b"\r\n.\r\n"
+# One transaction after the greeting: each line and the reply it must get.
+TRANSACTION = [
+    (b"EHLO bench.local\r\n", 250),
+    (b"MAIL FROM:<a@bench.local>\r\n", 250),
+    (b"RCPT TO:<b@bench.local>\r\n", 250),
+    (b"DATA\r\n", 354),
+    (BODY, 250),
+    (b"QUIT\r\n", 221),
+]
 
 
 def read_reply(sock, buf):
@@ -56,15 +65,7 @@ def transaction(host, port):
         t_greet = time.perf_counter()
         if code != 220:
             raise ConnectionError(f"greeting {code}")
-        steps = [
-            (b"EHLO bench.local\r\n", 250),
-            (b"MAIL FROM:<a@bench.local>\r\n", 250),
-            (b"RCPT TO:<b@bench.local>\r\n", 250),
-            (b"DATA\r\n", 354),
-            (BODY, 250),
-            (b"QUIT\r\n", 221),
-        ]
-        for line, want in steps:
+        for line, want in TRANSACTION:
             sock.sendall(line)
             code, buf = read_reply(sock, buf)
             if code != want:
@@ -153,15 +154,7 @@ def tls_transaction(host, port, mode, context):
             if buf:
                 raise ConnectionError("bytes after the 220 to STARTTLS")
             sock = context.wrap_socket(sock, server_hostname="localhost")
-        steps = [
-            (b"EHLO bench.local\r\n", 250),
-            (b"MAIL FROM:<a@bench.local>\r\n", 250),
-            (b"RCPT TO:<b@bench.local>\r\n", 250),
-            (b"DATA\r\n", 354),
-            (BODY, 250),
-            (b"QUIT\r\n", 221),
-        ]
-        for line, want in steps:
+        for line, want in TRANSACTION:
             sock.sendall(line)
             code, buf = read_reply(sock, buf)
             if code != want:

@@ -42,23 +42,11 @@ const ACCEPTED_RCPT: &str = "rcpt@accepted.test";
 
 // ------------------------------------------------------------ Postfix
 
-/// True when this process runs as root.
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// The `postfix` command, or `None` (test skipped) when Postfix is missing
 /// or this is not root; under `CI=true` both fail the test instead.
 fn postfix_command() -> Option<PathBuf> {
     let bin = tool("postfix")?;
-    if !running_as_root() {
+    if !common::running_as_root() {
         assert!(
             !under_ci(),
             "tests/postfix.rs starts a private Postfix, which needs root; CI runs as root"

@@ -1205,8 +1205,9 @@ pub struct SmtpSink {
     dump: TempDir,
 }
 
-/// Whether this process runs as root (smtp-sink then needs `-u`).
-fn running_as_root() -> bool {
+/// Whether this process runs as root (smtp-sink then needs `-u`; a
+/// private Postfix needs it to start).
+pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
