@@ -10,17 +10,17 @@
 //! `smtpd_client_restrictions` answer each client address with a reply
 //! that names it ([`CLIENTS_CIDR`]), and its log names the client of every
 //! session. Needs root (Postfix's master starts as root) and the `postfix`
-//! package; under `CI=true` a missing `postfix` fails the tests.
+//! package (the instance harness is tests/common/postfix.rs); under
+//! `CI=true` a missing `postfix` fails the tests.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::path::Path;
 
+use common::postfix::{Postfix, Service, Setup, postfix_command};
 use common::*;
 
 /// What Postfix answers, by client address, in `smtpd_client_restrictions`
@@ -42,307 +42,69 @@ const ACCEPTED_RCPT: &str = "rcpt@accepted.test";
 
 // ------------------------------------------------------------ Postfix
 
-/// The `postfix` command, or `None` (test skipped) when Postfix is missing
-/// or this is not root; under `CI=true` both fail the test instead.
-fn postfix_command() -> Option<PathBuf> {
-    let bin = tool("postfix")?;
-    if !common::running_as_root() {
-        assert!(
-            !under_ci(),
-            "tests/postfix.rs starts a private Postfix, which needs root; CI runs as root"
+/// This file's instance: four `smtpd` services on loopback ports
+/// - `xclient`: XCLIENT authorised for 127.0.0.1;
+/// - `haproxy`: `smtpd_upstream_proxy_protocol = haproxy`, every connection
+///   starts with a PROXY v1 or v2 header;
+/// - `tls`: STARTTLS offered (`smtpd_tls_security_level = may`) and XCLIENT
+///   authorised for 127.0.0.1;
+/// - `plain`: nothing special; XCLIENT is not offered to replyfix;
+///
+/// plus the client table and a self-signed certificate (rcgen) for `tls`.
+fn start_postfix(bin: &Path) -> Postfix {
+    Postfix::start(bin, |config_dir| {
+        let cert_key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .self_signed(&cert_key)
+            .expect("self-signed certificate");
+        let cert_file = config_dir.join("cert.pem");
+        let key_file = config_dir.join("key.pem");
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, cert_key.serialize_pem()).expect("write key");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let cidr = config_dir.join("clients.cidr");
+        std::fs::write(&cidr, CLIENTS_CIDR).expect("write cidr");
+        let mut haproxy = Service::new(
+            "haproxy",
+            &[
+                "smtpd_upstream_proxy_protocol=haproxy",
+                "smtpd_upstream_proxy_timeout=5s",
+                // The names of 127.0.0.2 and 192.0.2.7 would be looked up in
+                // the DNS, which may be slow or absent where tests run; the
+                // other services see only 127.0.0.1 (`/etc/hosts`) before
+                // XCLIENT, and XCLIENT's NAME=[UNAVAILABLE] needs no lookup.
+                "smtpd_peername_lookup=no",
+            ],
         );
-        eprintln!("skipped: a private Postfix instance needs root");
-        return None;
-    }
-    Some(bin)
-}
-
-/// The ports of one instance's `smtpd` services.
-#[derive(Clone, Copy, Debug)]
-struct Ports {
-    /// XCLIENT authorised for 127.0.0.1.
-    xclient: u16,
-    /// `smtpd_upstream_proxy_protocol = haproxy`: every connection starts
-    /// with a PROXY v1 or v2 header.
-    haproxy: u16,
-    /// STARTTLS offered (`smtpd_tls_security_level = may`) and XCLIENT
-    /// authorised for 127.0.0.1.
-    tls_xclient: u16,
-    /// Nothing special: XCLIENT is not offered to replyfix.
-    plain: u16,
-}
-
-/// A running private Postfix instance; stopped on drop (and whatever of it
-/// lingers killed).
-struct Postfix {
-    bin: PathBuf,
-    ports: Ports,
-    config_dir: PathBuf,
-    maillog: PathBuf,
-    pid_file: PathBuf,
-    /// Holds everything of the instance; removed after `drop` stopped it.
-    _dir: TempDir,
-}
-
-impl Postfix {
-    /// Writes the configuration and runs `postfix -c DIR start`, retrying
-    /// with other ports if one was taken meanwhile. Waits (bounded) until
-    /// every service accepts.
-    fn start(bin: &Path) -> Postfix {
-        let mut last = String::new();
-        for _attempt in 0..3 {
-            let dir = TempDir::new("postfix");
-            // Postfix's daemons run as `postfix` and must reach the queue
-            // and data directories whatever the umask.
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("chmod temp dir");
-            let ports = Ports {
-                xclient: free_port(),
-                haproxy: free_port(),
-                tls_xclient: free_port(),
-                plain: free_port(),
-            };
-            let config_dir = dir.path().join("etc");
-            std::fs::create_dir(&config_dir).expect("create config dir");
-            // The queue directory must exist (root-owned; `postfix start`
-            // creates its subdirectories). The data directory must not: then
-            // Postfix creates it owned by `postfix`.
-            std::fs::create_dir(dir.path().join("queue")).expect("create queue dir");
-            write_config(dir.path(), &config_dir, ports);
-            let pf = Postfix {
-                bin: bin.to_path_buf(),
-                ports,
-                maillog: dir.path().join("maillog"),
-                pid_file: dir.path().join("queue/pid/master.pid"),
-                config_dir,
-                _dir: dir,
-            };
-            let out = run_bounded(
-                Command::new(&pf.bin)
-                    .arg("-c")
-                    .arg(&pf.config_dir)
-                    .arg("start"),
-                Duration::from_secs(60),
-            );
-            if !out.status.success() {
-                last = format!(
-                    "postfix start: {}\n{}{}\nlog:\n{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr),
-                    pf.log()
-                );
-                continue; // drop stops whatever half-started
-            }
-            // `postfix start` returns once the master has bound every
-            // service (`master -w`); connecting checks that anyway, except on
-            // the haproxy port, where a connection without a PROXY header
-            // would be logged as replyfix's 127.0.0.1.
-            let all = [ports.xclient, ports.tls_xclient, ports.plain];
-            let up = poll(START_TIMEOUT, || {
-                all.iter()
-                    .all(|p| {
-                        let addr = SocketAddr::from(([127, 0, 0, 1], *p));
-                        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                    })
-                    .then_some(())
-            });
-            if up.is_some() {
-                return pf;
-            }
-            last = format!("not all of {all:?} accept; log:\n{}", pf.log());
-        }
-        panic!("private Postfix did not start, three times; last:\n{last}");
-    }
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    /// Postfix's log so far.
-    fn log(&self) -> String {
-        std::fs::read(&self.maillog)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Waits (bounded) until a log line contains every one of `parts`;
-    /// returns that line.
-    fn wait_for_line(&self, parts: &[&str]) -> String {
-        poll(START_TIMEOUT, || {
-            self.log()
-                .lines()
-                .find(|l| parts.iter().all(|p| l.contains(p)))
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "Postfix did not log a line with {parts:?} within {START_TIMEOUT:?}; log:\n{}",
-                self.log()
-            )
-        })
-    }
-
-    fn master_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let pid = self.master_pid();
-        // `postfix stop` waits up to 5 s for the master, then kills it.
-        let _ = Command::new(&self.bin)
-            .arg("-c")
-            .arg(&self.config_dir)
-            .arg("stop")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map(|mut child| {
-                if poll(Duration::from_secs(20), || child.try_wait().ok().flatten()).is_none() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-            });
-        // Leftovers: the master leads its own process group; any member
-        // still there after a bounded wait is killed, by process id.
-        if let Some(pid) = pid {
-            let lingering = poll(Duration::from_secs(5), || {
-                let left = process_group(pid);
-                left.is_empty().then_some(())
-            });
-            if lingering.is_none() {
-                for member in process_group(pid) {
-                    // The shell's built-in kill: no procps needed.
-                    let _ = Command::new("sh")
-                        .args(["-c", "kill -KILL \"$1\"", "sh", &member.to_string()])
-                        .status();
-                }
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!("--- postfix maillog ---\n{}\n--- end ---", self.log());
-        }
-        // The temp dir goes after this, with the daemons gone.
-    }
-}
-
-/// The processes whose process group is `pgid` (from `/proc/N/stat`).
-fn process_group(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // "pid (comm) state ppid pgrp ...": comm may hold spaces.
-                    let after = &stat[stat.rfind(')')? + 1..];
-                    after.split_whitespace().nth(2)?.parse::<u32>().ok()
-                })
-                == Some(pgid)
-        })
-        .collect()
-}
-
-/// `main.cf`, `master.cf`, the client table and a self-signed certificate
-/// (rcgen) for the STARTTLS service.
-fn write_config(root: &Path, config_dir: &Path, ports: Ports) {
-    let cert_key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .self_signed(&cert_key)
-        .expect("self-signed certificate");
-    let cert_file = config_dir.join("cert.pem");
-    let key_file = config_dir.join("key.pem");
-    std::fs::write(&cert_file, cert.pem()).expect("write cert");
-    std::fs::write(&key_file, cert_key.serialize_pem()).expect("write key");
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let cidr = config_dir.join("clients.cidr");
-    std::fs::write(&cidr, CLIENTS_CIDR).expect("write cidr");
-    let root = root.display();
-    let main_cf = format!(
-        "# A private test instance: loopback only, nothing leaves it.
-compatibility_level = 3.6
-queue_directory = {root}/queue
-data_directory = {root}/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = postfix.replyfix.test
-mydestination =
-mynetworks = 127.0.0.1/32
-relay_domains = accepted.test
-relayhost =
-default_transport = discard:
-relay_transport = discard:
-local_transport = discard:
-alias_maps =
-alias_database =
-maillog_file = {root}/maillog
-maillog_file_prefixes = {root}
+        // A bare connect would be logged as a session from 127.0.0.1.
+        haproxy.probe = false;
+        Setup {
+            main_cf: format!(
+                "relay_domains = accepted.test
 smtpd_client_restrictions = check_client_access cidr:{cidr}
 smtpd_tls_cert_file = {cert}
 smtpd_tls_key_file = {key}
 smtpd_tls_loglevel = 1
 ",
-        cidr = cidr.display(),
-        cert = cert_file.display(),
-        key = key_file.display(),
-    );
-    // The haproxy service would look up the names of 127.0.0.2 and
-    // 192.0.2.7 in the DNS, which may be slow or absent where tests run;
-    // the other services see only 127.0.0.1 (`/etc/hosts`) before XCLIENT,
-    // and XCLIENT's NAME=[UNAVAILABLE] needs no lookup.
-    let master_cf = format!(
-        "# service type private unpriv chroot wakeup maxproc command
-127.0.0.1:{xclient} inet n - n - - smtpd
-  -o syslog_name=postfix/xclient
-  -o smtpd_authorized_xclient_hosts=127.0.0.1
-127.0.0.1:{haproxy} inet n - n - - smtpd
-  -o syslog_name=postfix/haproxy
-  -o smtpd_upstream_proxy_protocol=haproxy
-  -o smtpd_upstream_proxy_timeout=5s
-  -o smtpd_peername_lookup=no
-127.0.0.1:{tls} inet n - n - - smtpd
-  -o syslog_name=postfix/tls
-  -o smtpd_authorized_xclient_hosts=127.0.0.1
-  -o smtpd_tls_security_level=may
-127.0.0.1:{plain} inet n - n - - smtpd
-  -o syslog_name=postfix/plain
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-tlsmgr unix - - n 1000? 1 tlsmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-",
-        xclient = ports.xclient,
-        haproxy = ports.haproxy,
-        tls = ports.tls_xclient,
-        plain = ports.plain,
-    );
-    std::fs::write(config_dir.join("main.cf"), main_cf).expect("write main.cf");
-    std::fs::write(config_dir.join("master.cf"), master_cf).expect("write master.cf");
+                cidr = cidr.display(),
+                cert = cert_file.display(),
+                key = key_file.display(),
+            ),
+            services: vec![
+                Service::new("xclient", &["smtpd_authorized_xclient_hosts=127.0.0.1"]),
+                haproxy,
+                Service::new(
+                    "tls",
+                    &[
+                        "smtpd_authorized_xclient_hosts=127.0.0.1",
+                        "smtpd_tls_security_level=may",
+                    ],
+                ),
+                Service::new("plain", &[]),
+            ],
+        }
+    })
 }
 
 // ------------------------------------------------------------ clients
@@ -536,8 +298,8 @@ fn assert_never_saw_replyfix(pf: &Postfix, service: &str) {
 #[test]
 fn xclient_out_lets_a_real_postfix_judge_the_real_client_issue5() {
     let Some(bin) = postfix_command() else { return };
-    let pf = Postfix::start(&bin);
-    prove_postfix_sees_the_real_client(&pf, pf.ports.xclient, "xclient", "postfix/xclient/smtpd");
+    let pf = start_postfix(&bin);
+    prove_postfix_sees_the_real_client(&pf, pf.port("xclient"), "xclient", "postfix/xclient/smtpd");
     // Postfix's own record of the XCLIENT: the session starts as replyfix
     // (127.0.0.1) and ends as the client, with no hostname carried over
     // from replyfix's (`NAME=[UNAVAILABLE]`, not `localhost`).
@@ -555,8 +317,13 @@ fn xclient_out_lets_a_real_postfix_judge_the_real_client_issue5() {
 #[test]
 fn proxy_v1_out_lets_a_real_postfix_judge_the_real_client_issue5() {
     let Some(bin) = postfix_command() else { return };
-    let pf = Postfix::start(&bin);
-    prove_postfix_sees_the_real_client(&pf, pf.ports.haproxy, "proxy-v1", "postfix/haproxy/smtpd");
+    let pf = start_postfix(&bin);
+    prove_postfix_sees_the_real_client(
+        &pf,
+        pf.port("haproxy"),
+        "proxy-v1",
+        "postfix/haproxy/smtpd",
+    );
     // With the PROXY protocol Postfix never sees replyfix at all: the
     // session is the client's from its first log line.
     pf.wait_for_line(&["postfix/haproxy/smtpd", "connect from", "[127.0.0.2]"]);
@@ -567,8 +334,13 @@ fn proxy_v1_out_lets_a_real_postfix_judge_the_real_client_issue5() {
 #[test]
 fn proxy_v2_out_lets_a_real_postfix_judge_the_real_client_issue5() {
     let Some(bin) = postfix_command() else { return };
-    let pf = Postfix::start(&bin);
-    prove_postfix_sees_the_real_client(&pf, pf.ports.haproxy, "proxy-v2", "postfix/haproxy/smtpd");
+    let pf = start_postfix(&bin);
+    prove_postfix_sees_the_real_client(
+        &pf,
+        pf.port("haproxy"),
+        "proxy-v2",
+        "postfix/haproxy/smtpd",
+    );
     pf.wait_for_line(&["postfix/haproxy/smtpd", "connect from", "[127.0.0.2]"]);
     pf.wait_for_line(&["postfix/haproxy/smtpd", "connect from", "[192.0.2.7]"]);
     assert_never_saw_replyfix(&pf, "postfix/haproxy/smtpd");
@@ -580,9 +352,9 @@ fn proxy_v2_out_lets_a_real_postfix_judge_the_real_client_issue5() {
 #[test]
 fn without_forwarding_a_real_postfix_judges_replyfix_issue5() {
     let Some(bin) = postfix_command() else { return };
-    let pf = Postfix::start(&bin);
+    let pf = start_postfix(&bin);
     for method in ["none", "xclient"] {
-        let rf = Replyfix::start(Postfix::addr(pf.ports.plain), forwarding(method));
+        let rf = Replyfix::start(Postfix::addr(pf.port("plain")), forwarding(method));
         let mut c = Client::connect_from("127.0.0.2", rf.addr);
         let rcpt = rcpt_reply(&mut c, ACCEPTED_RCPT);
         assert!(
@@ -603,10 +375,10 @@ fn without_forwarding_a_real_postfix_judges_replyfix_issue5() {
 #[test]
 fn xclient_after_upstream_starttls_lets_a_real_postfix_judge_the_real_client_t3() {
     let Some(bin) = postfix_command() else { return };
-    let pf = Postfix::start(&bin);
+    let pf = start_postfix(&bin);
     for policy in ["encrypt", "may"] {
         let rf = Replyfix::start(
-            Postfix::addr(pf.ports.tls_xclient),
+            Postfix::addr(pf.port("tls")),
             forwarding("xclient").upstream(&format!("tls: {{policy: {policy}}}")),
         );
         let mut c = Client::connect_from("127.0.0.2", rf.addr);
@@ -633,7 +405,7 @@ fn xclient_after_upstream_starttls_lets_a_real_postfix_judge_the_real_client_t3(
     );
     assert!(!pf.log().contains("seen-as-replyfix"), "{}", pf.log());
     let rf = Replyfix::start(
-        Postfix::addr(pf.ports.tls_xclient),
+        Postfix::addr(pf.port("tls")),
         forwarding("xclient").upstream("tls: {policy: encrypt}"),
     );
     let message = send_message(&rf, "127.0.0.3");

@@ -15,6 +15,8 @@
 //! hanging it.
 #![allow(dead_code)] // each test crate uses a different part of the harness
 
+pub mod postfix;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
