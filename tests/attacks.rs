@@ -196,6 +196,73 @@ fn two_hundred_thousand_pipelined_rcpt_lines_keep_order_with_bounded_memory_r2()
 }
 
 #[test]
+fn bulk_sender_past_the_upstreams_recipient_limit_gets_every_452_in_order_r4() {
+    // R4: a bulk sender pipelines 100,000 RCPTs; the upstream takes 1,000
+    // and answers 452 to the rest (RFC 5321 4.5.3.1.8), each echoing its
+    // address. Those are the upstream's replies: none counts towards
+    // replyfix's error limit, every one reaches the client in order.
+    let _shared = no_flood();
+    const N: usize = 100_000;
+    const ACCEPTED: usize = 1_000;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&seen);
+    let up = FakeUpstream::with_script(move |cmd| {
+        let Some(addr) = cmd.strip_prefix("RCPT TO:") else {
+            return common::Step::Default;
+        };
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n < ACCEPTED {
+            common::Step::reply(&format!("250 2.1.5 {addr} ok"))
+        } else {
+            common::Step::reply(&format!("452 4.5.3 {addr}: too many recipients"))
+        }
+    });
+    let rf = Replyfix::start(
+        up.addr,
+        ServeOptions::default().yaml(
+            "timeouts: {client_idle: 5s, command: 60s, upstream_reply: 5s, data_end_reply: 5s}",
+        ),
+    );
+    let mut c = greeted(&rf);
+    assert!(c.cmd("MAIL FROM:<bulk@example.test>").starts_with("250"));
+    let (base, _) = memory_kib(rf.pid());
+    let batch: Vec<u8> = (0..N)
+        .flat_map(|i| format!("RCPT TO:<u{i}@example.net>\r\n").into_bytes())
+        .collect();
+    let mut writer = c.try_clone_writer();
+    let started = Instant::now();
+    let send = thread::spawn(move || writer.write_all(&batch).is_ok());
+    for i in 0..N {
+        let r = c.read_reply();
+        let want = if i < ACCEPTED {
+            format!("250 2.1.5 <u{i}@example.net> ok\r\n")
+        } else {
+            format!("452 4.5.3 <u{i}@example.net>: too many recipients\r\n")
+        };
+        assert_eq!(r, want, "reply {i} after {:?}", started.elapsed());
+    }
+    assert!(
+        send.join().expect("writer"),
+        "writing the RCPT batch failed"
+    );
+    let took = started.elapsed();
+    println!("{N} pipelined RCPT (1,000 accepted, the rest 452) answered in order in {took:?}");
+    // The bound for this run; a hang guard, not a speed goal.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert!(c.cmd("RSET").starts_with("250"));
+    let (hwm, _) = memory_kib(rf.pid());
+    println!(
+        "bulk_452: peak RSS grew by {} KiB",
+        hwm.saturating_sub(base)
+    );
+    assert!(
+        hwm.saturating_sub(base) < 50 * 1024,
+        "peak RSS grew by {} KiB",
+        hwm.saturating_sub(base)
+    );
+}
+
+#[test]
 fn pipelined_complete_lines_are_not_cut_by_the_command_deadline_r2_r3() {
     let _shared = no_flood();
     // Every line arrives whole at once; the buffer only stays non-empty

@@ -90,7 +90,8 @@ impl CoreSettings {
 /// Why a session ended (for the session log line and metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndReason {
-    /// The client sent QUIT and got its reply.
+    /// The client sent QUIT (and got its reply, or closed without
+    /// waiting for it).
     Quit,
     /// The client closed the connection.
     ClientClosed,
@@ -192,7 +193,9 @@ enum Phase {
     Greeting,
     /// Reading command lines.
     Command,
-    /// `DATA` forwarded; nothing more is read until its reply (D4).
+    /// `DATA` forwarded; nothing is forwarded until its reply (D4). The
+    /// client is still read (one read at most), so input that arrives
+    /// before the reply is seen and refused whatever the reply is.
     DataGate,
     /// After `354`: message content, streamed (D1–D3, D6).
     Content { scanner: DataScanner, size: u64 },
@@ -208,8 +211,9 @@ enum Phase {
     AuthGate,
     /// After `334`: the next client line is SASL data (P4).
     Sasl,
-    /// `BDAT n`: n opaque octets to forward (D5).
-    Chunk { remaining: u64 },
+    /// `BDAT n`: n opaque octets to forward (D5), or to read and drop when
+    /// replyfix refused the BDAT itself (`forward` false).
+    Chunk { remaining: u64, forward: bool },
     /// STARTTLS accepted: nothing more is read in plaintext; the driver
     /// hands the raw stream to the TLS acceptor (T1).
     TlsGate,
@@ -284,6 +288,11 @@ pub struct Core {
     /// `send_client_address: xclient`, not yet sent: the client's address.
     xclient: Option<std::net::SocketAddr>,
     authenticated: bool,
+    /// The client's QUIT was read (and forwarded).
+    quit_read: bool,
+    /// The EHLO reply the client last saw advertised CHUNKING (D5): only
+    /// then is a BDAT forwarded.
+    chunking: bool,
     in_transaction: bool,
     recipients_accepted: u32,
     auth_mechanism: Option<String>,
@@ -342,6 +351,8 @@ impl Core {
             start_client_tls: false,
             xclient: None,
             authenticated: false,
+            quit_read: false,
+            chunking: false,
             in_transaction: false,
             recipients_accepted: 0,
             auth_mechanism: None,
@@ -449,11 +460,10 @@ impl Core {
     /// gates, pipeline bound, backpressure R2).
     pub fn wants_client_input(&self) -> bool {
         match self.phase {
-            Phase::DataGate
-            | Phase::AuthGate
-            | Phase::TlsGate
-            | Phase::XclientGate
-            | Phase::Closing => false,
+            // D4: one read, to see input that arrives before the reply to
+            // DATA; none of it is forwarded.
+            Phase::DataGate => self.client_buf.is_empty(),
+            Phase::AuthGate | Phase::TlsGate | Phase::XclientGate | Phase::Closing => false,
             Phase::Command | Phase::Sasl => {
                 self.upstream_outstanding() < self.settings.max_pipeline
                     && self.client_buf.len() < self.settings.max_sasl_line + 2
@@ -533,6 +543,7 @@ impl Core {
         self.client_tls = true;
         self.need_ehlo = true;
         self.authenticated = false;
+        self.chunking = false;
         self.end_transaction();
         if matches!(self.phase, Phase::TlsGate) {
             self.phase = Phase::Command;
@@ -675,10 +686,20 @@ impl Core {
         if self.end.is_some() {
             return;
         }
-        // Content in progress is never ended for the client: closing the
-        // upstream without an end of data makes it drop the transaction.
-        self.leave_upstream();
-        self.finish(EndReason::ClientClosed);
+        // The upstream sees what the client did: a close, no QUIT of
+        // replyfix's own. Content in progress is never ended for the client:
+        // closing without an end of data makes the upstream drop it.
+        if !self.upstream_gone {
+            self.close_upstream = true;
+        }
+        // A client that sent QUIT and closed without waiting for the 221
+        // (Postfix's `smtp_skip_quit_response`) ended the session properly.
+        let reason = if self.quit_read {
+            EndReason::Quit
+        } else {
+            EndReason::ClientClosed
+        };
+        self.finish(reason);
     }
 
     /// The upstream could not be reached: F2.
@@ -898,10 +919,12 @@ impl Core {
                     }
                     return;
                 }
-                Phase::Chunk { remaining } => {
+                Phase::Chunk { remaining, forward } => {
                     let n = (*remaining).min(self.client_buf.len() as u64) as usize;
                     let chunk = self.client_buf.split_to(n);
-                    self.to_upstream.extend_from_slice(&chunk);
+                    if *forward {
+                        self.to_upstream.extend_from_slice(&chunk);
+                    }
                     *remaining -= n as u64;
                     if *remaining == 0 {
                         self.phase = Phase::Command;
@@ -981,11 +1004,26 @@ impl Core {
                     "malformed BDAT count",
                 );
             }
+            Command::Bdat { size, .. } if !self.chunking => {
+                // D4, D5: an upstream that did not offer CHUNKING would read
+                // the chunk's octets as commands. replyfix answers the BDAT
+                // itself and reads the chunk to keep the client in step.
+                self.local_error(b"502 5.5.1 Error: BDAT without CHUNKING\r\n");
+                if size > 0 {
+                    self.phase = Phase::Chunk {
+                        remaining: size,
+                        forward: false,
+                    };
+                }
+            }
             Command::Bdat { size, last } => {
                 self.forward_line(&line);
                 self.push_upstream(CommandKind::Bdat, last);
                 if size > 0 {
-                    self.phase = Phase::Chunk { remaining: size };
+                    self.phase = Phase::Chunk {
+                        remaining: size,
+                        forward: true,
+                    };
                 }
             }
             Command::Data => {
@@ -1013,6 +1051,7 @@ impl Core {
                 self.push_outstanding(CommandKind::Rcpt, false, envelope_address(&line));
             }
             other => {
+                self.quit_read |= matches!(other, Command::Quit);
                 self.forward_line(&line);
                 self.push_upstream(other.kind(), false);
             }
@@ -1210,20 +1249,8 @@ impl Core {
             self.finish(EndReason::UpstreamClosing);
             return;
         }
-        if front.kind == CommandKind::Data && code == 354 && !self.client_buf.is_empty() {
-            // D4: content arrived before the 354. The client gets 554 in
-            // place of the 354; the upstream never sees a byte of content
-            // and drops the transaction when the connection closes.
-            self.events.push(Event::ClientProtocolError(
-                "message content before the 354".into(),
-            ));
-            self.client_buf.clear();
-            self.to_client
-                .extend_from_slice(b"554 5.5.0 Error: SMTP protocol synchronization\r\n");
-            self.close_upstream = true;
-            self.upstream_gone = true;
-            self.pending.clear();
-            self.finish(EndReason::ClientProtocol);
+        if front.kind == CommandKind::Data && !self.client_buf.is_empty() {
+            self.early_input_after_data(code);
             return;
         }
         self.events.push(Event::Reply {
@@ -1231,14 +1258,45 @@ impl Core {
             code,
         });
         let to_send = self.judge_and_edit(&front, reply);
-        let success = code < 400;
         self.to_client.extend_from_slice(to_send.raw());
-        let kind = front.kind;
-        self.after_reply(front, code);
-        if !success && kind != CommandKind::Greeting && self.end.is_none() {
-            self.count_error();
+        if matches!(front.kind, CommandKind::Ehlo | CommandKind::Helo) {
+            // D5: BDAT is relayed only after an EHLO reply that offered
+            // CHUNKING, as the client saw it.
+            self.chunking = front.kind == CommandKind::Ehlo
+                && code == 250
+                && ehlo::has_capability(&to_send, "CHUNKING");
         }
+        // R4: the upstream's replies, rewritten or not, never count towards
+        // the error limit; the upstream keeps its own.
+        self.after_reply(front, code);
         self.flush_local();
+    }
+
+    /// D4: the client sent input before the upstream answered `DATA`. It is
+    /// a synchronisation error whatever the answer: after a `354` it must not
+    /// become content, after a refusal it must not become commands. The
+    /// client gets `554 5.5.0` in place of the reply; nothing of its input
+    /// reaches the upstream. An upstream waiting for content is closed
+    /// without an end of data (it drops the transaction); one that refused
+    /// gets `QUIT`.
+    fn early_input_after_data(&mut self, code: u16) {
+        self.events.push(Event::ClientProtocolError(format!(
+            "input before the reply to DATA (upstream answered {code})"
+        )));
+        self.client_buf.clear();
+        self.to_client
+            .extend_from_slice(b"554 5.5.0 Error: SMTP protocol synchronization\r\n");
+        // Replies still owed to commands before DATA were sent already (the
+        // FIFO is in order); nothing can be outstanding after DATA.
+        self.pending.clear();
+        if code == 354 {
+            self.close_upstream = true;
+            self.upstream_gone = true;
+        } else {
+            self.phase = Phase::Command;
+            self.leave_upstream();
+        }
+        self.finish(EndReason::ClientProtocol);
     }
 
     /// R4: too many error replies; `421 4.7.0` after the outstanding ones.
@@ -1606,7 +1664,9 @@ mod tests {
             s.take().1,
             "MAIL FROM:<a@x>\r\nRCPT TO:<ok@y>\r\nRCPT TO:<typo@y>\r\nRCPT TO:<b@y>\r\nDATA\r\n"
         );
-        assert!(!s.core.wants_client_input(), "DATA gate closed (D4)");
+        // D4: the client is read (to see early input) but nothing goes on.
+        s.client(b"");
+        assert_eq!(s.take().1, "", "nothing forwarded before the reply to DATA");
         s.upstream(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n530 5.7.1 User unknown in virtual mailbox table\r\n250 2.1.5 ok\r\n354 go\r\n");
         let (c, _) = s.take();
         assert_eq!(
@@ -1862,9 +1922,9 @@ mod tests {
         settings.max_errors = 3;
         let mut s = Script::with(settings);
         s.upstream(b"220 up\r\n");
+        // replyfix's own error replies count (no TLS configured: 454).
         for _ in 0..3 {
-            s.client(b"XBAD\r\n");
-            s.upstream(b"502 5.5.2 Error: command not recognized\r\n");
+            s.client(b"STARTTLS\r\n");
         }
         let (c, up) = s.take();
         assert!(
@@ -1873,6 +1933,159 @@ mod tests {
         );
         assert!(up.ends_with("QUIT\r\n"));
         assert_eq!(s.core.end_reason(), Some(EndReason::TooManyErrors));
+    }
+
+    #[test]
+    fn upstream_error_replies_never_count_towards_the_error_limit_r4() {
+        // A bulk sender pipelines 5,000 RCPTs; the upstream takes 1,000 and
+        // answers 452 to the rest (RFC 5321 4.5.3.1.8), and 550 to some.
+        // None of it is replyfix's error: no 421, every reply relayed.
+        let mut settings = CoreSettings::for_tests();
+        settings.max_errors = 3;
+        settings.max_pipeline = 10_000;
+        let mut s = Script::with(settings);
+        s.upstream(b"220 up\r\n");
+        s.client(b"EHLO c\r\n");
+        s.upstream(b"250 up\r\n");
+        s.client(b"MAIL FROM:<bulk@x>\r\n");
+        s.upstream(b"250 ok\r\n");
+        s.take();
+        let mut batch = Vec::new();
+        let mut replies = Vec::new();
+        for i in 0..5_000 {
+            batch.extend_from_slice(format!("RCPT TO:<u{i}@y>\r\n").as_bytes());
+            let reply = match i {
+                _ if i % 97 == 0 => "550 5.1.1 no such user\r\n".to_string(),
+                _ if i < 1_000 => "250 2.1.5 ok\r\n".to_string(),
+                _ => format!("452 4.5.3 <u{i}@y>: too many recipients\r\n"),
+            };
+            replies.extend_from_slice(reply.as_bytes());
+        }
+        s.client(&batch);
+        s.upstream(&replies);
+        let (c, up) = s.take();
+        assert_eq!(c.as_bytes(), &replies[..], "every reply relayed unchanged");
+        assert_eq!(up.as_bytes(), &batch[..]);
+        assert_eq!(s.core.end_reason(), None);
+        s.client(b"XBAD\r\n");
+        s.upstream(b"502 5.5.2 Error: command not recognized\r\n");
+        assert_eq!(s.take().0, "502 5.5.2 Error: command not recognized\r\n");
+        assert_eq!(s.core.end_reason(), None);
+    }
+
+    /// D4, every answer to DATA: input that arrived before it is a
+    /// synchronisation error; nothing of it reaches the upstream, neither as
+    /// content nor as commands. Early input is split at every byte, and
+    /// arrives either with the DATA line or in a later read.
+    #[test]
+    fn input_before_any_reply_to_data_is_a_sync_error_and_never_forwarded_d4() {
+        let early: &[u8] = b"Subject: a\r\n\r\nRCPT TO:<victim@z>\r\nRSET\r\n.\r\n";
+        for answer in [
+            "354 go ahead\r\n",
+            "554 5.5.1 Error: no valid recipients\r\n",
+            "503 5.5.1 Error: need RCPT command\r\n",
+            "451 4.3.0 try again\r\n",
+            "550 5.7.1 no\r\n",
+        ] {
+            for split in 0..=early.len() {
+                for same_read in [true, false] {
+                    let mut s = Script::ready();
+                    s.client(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\n");
+                    let mut first = b"DATA\r\n".to_vec();
+                    let (head, tail) = early.split_at(split);
+                    if same_read {
+                        first.extend_from_slice(head);
+                        s.client(&first);
+                    } else {
+                        s.client(&first);
+                        s.client(head);
+                    }
+                    // Whatever came with or after the DATA line, the core
+                    // reads no more until the reply once it holds some.
+                    if !tail.is_empty() && s.core.wants_client_input() {
+                        s.client(tail);
+                    }
+                    s.upstream(b"250 ok\r\n250 ok\r\n");
+                    s.upstream(answer.as_bytes());
+                    let (c, up) = s.take();
+                    assert_eq!(
+                        up,
+                        "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n".to_string()
+                            + if answer.starts_with('3') {
+                                ""
+                            } else {
+                                "QUIT\r\n"
+                            },
+                        "{answer:?} split {split} same_read {same_read}"
+                    );
+                    assert_eq!(
+                        c, "250 ok\r\n250 ok\r\n554 5.5.0 Error: SMTP protocol synchronization\r\n",
+                        "{answer:?} split {split}"
+                    );
+                    assert_eq!(s.core.end_reason(), Some(EndReason::ClientProtocol));
+                    assert_eq!(
+                        s.core.upstream_must_close(),
+                        answer.starts_with('3'),
+                        "an upstream in content is closed without an end of data"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_input_before_a_refused_data_keeps_the_session_d4() {
+        let mut s = Script::ready();
+        s.client(b"DATA\r\n");
+        s.upstream(b"554 5.5.1 Error: no valid recipients\r\n");
+        assert_eq!(s.take().0, "554 5.5.1 Error: no valid recipients\r\n");
+        s.client(b"QUIT\r\n");
+        assert_eq!(s.take().1, "QUIT\r\n");
+        assert_eq!(s.core.end_reason(), None);
+    }
+
+    #[test]
+    fn bdat_without_chunking_is_answered_locally_and_its_octets_never_forwarded_d4_d5() {
+        let mut s = Script::new();
+        s.upstream(b"220 up\r\n");
+        s.client(b"EHLO c\r\n");
+        s.upstream(b"250-up\r\n250 PIPELINING\r\n");
+        s.take();
+        s.client(b"MAIL FROM:<a@x>\r\nBDAT 26 LAST\r\nRCPT TO:<victim@z>\r\nRSET\r\nNOOP\r\n");
+        let (_, up) = s.take();
+        assert_eq!(up, "MAIL FROM:<a@x>\r\nNOOP\r\n");
+        s.upstream(b"250 ok\r\n250 ok\r\n");
+        assert_eq!(
+            s.take().0,
+            "250 ok\r\n502 5.5.1 Error: BDAT without CHUNKING\r\n250 ok\r\n"
+        );
+        // HELO offers no extensions either.
+        s.client(b"HELO c\r\n");
+        s.upstream(b"250 up\r\n");
+        s.client(b"BDAT 4\r\nQUITRSET\r\n");
+        assert_eq!(s.take().1, "HELO c\r\nRSET\r\n");
+    }
+
+    #[test]
+    fn client_close_is_mirrored_upstream_without_a_quit_of_replyfixs_own() {
+        let mut s = Script::ready();
+        s.client(b"MAIL FROM:<a@x>\r\n");
+        s.upstream(b"250 ok\r\n");
+        s.take();
+        s.core.client_eof();
+        s.collect();
+        assert_eq!(s.take().1, "", "no QUIT the client did not send");
+        assert!(s.core.upstream_must_close());
+        assert_eq!(s.core.end_reason(), Some(EndReason::ClientClosed));
+    }
+
+    #[test]
+    fn quit_then_close_without_waiting_for_221_ends_as_quit() {
+        let mut s = Script::ready();
+        s.client(b"QUIT\r\n");
+        assert_eq!(s.take().1, "QUIT\r\n");
+        s.core.client_eof();
+        assert_eq!(s.core.end_reason(), Some(EndReason::Quit));
     }
 
     #[test]
