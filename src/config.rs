@@ -240,6 +240,18 @@ pub enum TlsPolicy {
     Verify,
 }
 
+impl TlsPolicy {
+    /// The policy as written in a configuration file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TlsPolicy::None => "none",
+            TlsPolicy::May => "may",
+            TlsPolicy::Encrypt => "encrypt",
+            TlsPolicy::Verify => "verify",
+        }
+    }
+}
+
 /// How replyfix tells the upstream who the real client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -1174,6 +1186,15 @@ impl Checker<'_> {
                     self.error(&key, problem);
                 } else if !servers.insert(server.as_str()) {
                     self.warn(&key, format!("server '{server}' is listed twice"));
+                } else if upstream.tls.policy == TlsPolicy::None && !server_is_local(server) {
+                    self.warn(
+                        &key,
+                        format!(
+                            "mail to '{server}' crosses the network in plaintext (upstream TLS \
+                             policy 'none', the default); unless that network is yours, set \
+                             'tls: {{policy: verify}}' (or 'may') on this upstream (docs/tls.md)"
+                        ),
+                    );
                 }
             }
             if let Some(helo) = &upstream.helo_name {
@@ -1552,6 +1573,27 @@ fn check_server(server: &str) -> Result<(), String> {
         return Err(format!("'{server}': {problem}"));
     }
     Ok(())
+}
+
+/// True when a (valid) `host:port` names this machine or a private network:
+/// `localhost`, a loopback, private (RFC 1918, RFC 4193) or link-local
+/// address. Host names other than `localhost` are not known to be local.
+fn server_is_local(server: &str) -> bool {
+    let host = match server.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(ip, _)| ip),
+        None => server.rsplit_once(':').map_or(server, |(host, _)| host),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+        Err(_) => false,
+    }
 }
 
 /// Why `name` is not usable as an SMTP domain (RFC 5321 4.1.2), if it isn't.
@@ -2229,7 +2271,7 @@ timeouts:
 
     #[test]
     fn unused_upstream_is_a_warning() {
-        let c = load(&with("  - name: spare\n    servers: [\"h:25\"]\n")).unwrap();
+        let c = load(&with("  - name: spare\n    servers: [\"127.0.0.2:25\"]\n")).unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert_eq!(c.warnings[0].key, "upstreams[1].name");
     }
@@ -2305,6 +2347,51 @@ timeouts:
         .unwrap();
         let names: Vec<_> = two.listeners.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["listener-1", "listener-2"]);
+    }
+
+    #[test]
+    fn quick_start_and_a_file_without_tls_share_one_upstream_policy() {
+        let quick = Config::quick(
+            vec!["127.0.0.1:2525".parse().unwrap()],
+            vec!["127.0.0.1:25".to_owned()],
+        )
+        .unwrap();
+        let file = Config::from_yaml(
+            "t.yaml",
+            "listeners:\n  - {name: l, address: \"127.0.0.1:2525\", upstream: u}\n\
+             upstreams:\n  - {name: u, servers: [\"127.0.0.1:25\"]}\n",
+        )
+        .unwrap();
+        assert_eq!(quick.upstreams[0].tls.policy, TlsPolicy::None);
+        assert_eq!(file.upstreams[0].tls.policy, quick.upstreams[0].tls.policy);
+    }
+
+    #[test]
+    fn plaintext_upstream_beyond_local_networks_is_a_warning() {
+        for (server, warned) in [
+            ("127.0.0.1:25", false),
+            ("localhost:25", false),
+            ("10.1.2.3:25", false),
+            ("192.168.0.9:25", false),
+            ("[::1]:25", false),
+            ("[fd00::5]:25", false),
+            ("[fe80::1]:25", false),
+            ("mx.example.net:25", true),
+            ("192.0.2.1:25", true),
+            ("[2001:db8::1]:25", true),
+        ] {
+            let quick = Config::quick(
+                vec!["127.0.0.1:2525".parse().unwrap()],
+                vec![server.to_owned()],
+            )
+            .unwrap();
+            let text: Vec<String> = quick.warnings.iter().map(|w| w.to_string()).collect();
+            assert_eq!(
+                text.iter().any(|w| w.contains("in plaintext")),
+                warned,
+                "{server}: {text:?}"
+            );
+        }
     }
 
     #[test]

@@ -75,9 +75,10 @@ struct QuickTls {
     /// Client leg: TLS from the first byte (port 465 style) instead of STARTTLS.
     #[arg(long, requires = "tls_cert", conflicts_with = "config")]
     implicit_tls: bool,
-    /// Upstream leg TLS policy.
-    #[arg(long, value_enum, default_value = "may", conflicts_with = "config")]
-    upstream_tls: PolicyArg,
+    /// Upstream leg TLS policy [default: none, as in a configuration file
+    /// without `tls:`; see docs/tls.md].
+    #[arg(long, value_enum, conflicts_with = "config")]
+    upstream_tls: Option<PolicyArg>,
     /// Upstream leg: CA bundle (PEM) for `verify` (system roots otherwise).
     #[arg(long, conflicts_with = "config")]
     upstream_ca: Option<PathBuf>,
@@ -348,12 +349,16 @@ fn apply_quick_tls(config: &mut Config, tls: QuickTls) {
         }
     }
     for u in &mut config.upstreams {
-        u.tls.policy = match tls.upstream_tls {
-            PolicyArg::None => TlsPolicy::None,
-            PolicyArg::May => TlsPolicy::May,
-            PolicyArg::Encrypt => TlsPolicy::Encrypt,
-            PolicyArg::Verify => TlsPolicy::Verify,
-        };
+        // Without the flag the policy stays the configuration's default:
+        // the same words give the same proxy.
+        if let Some(policy) = tls.upstream_tls {
+            u.tls.policy = match policy {
+                PolicyArg::None => TlsPolicy::None,
+                PolicyArg::May => TlsPolicy::May,
+                PolicyArg::Encrypt => TlsPolicy::Encrypt,
+                PolicyArg::Verify => TlsPolicy::Verify,
+            };
+        }
         u.tls.ca = tls.upstream_ca.clone();
         u.tls.implicit = tls.upstream_implicit_tls;
     }

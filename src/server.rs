@@ -278,7 +278,13 @@ impl Server {
             let proxy = l
                 .proxy_protocol
                 .map(|version| (version, l.trusted_proxies.clone()));
-            tracing::info!(listener = %l.name, address = %bound, upstream = %upstream.name, "listening");
+            tracing::info!(
+                listener = %l.name,
+                address = %bound,
+                upstream = %upstream.name,
+                upstream_tls = upstream.tls.policy.as_str(),
+                "listening"
+            );
             tasks.spawn(accept_loop(
                 listener,
                 ctx,

@@ -46,6 +46,29 @@ fn upstream_rejecting_nobody(reply: &'static str) -> FakeUpstream {
     })
 }
 
+// ------------------------------------------------------------ defaults
+
+#[test]
+fn quick_start_flags_and_a_config_file_give_the_same_proxy() {
+    // One set of defaults: `serve --listen --upstream` and a configuration
+    // file that names only a listener and an upstream hold the same upstream
+    // conversation (no probe EHLO of replyfix's own: upstream TLS `none`)
+    // and report the same policy.
+    let mut seen = Vec::new();
+    for opts in [ServeOptions::default(), ServeOptions::default().config()] {
+        let up = FakeUpstream::start();
+        let rf = Replyfix::start(up.addr, opts);
+        let listening = rf.wait_for_record("listening");
+        let (mut c, _) = ehlo(&rf);
+        assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
+        let rec = up.wait_until("QUIT", |r| r.commands().last().is_some_and(|l| l == "QUIT"));
+        seen.push((field(&listening, "upstream_tls"), rec.commands()));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0].0.as_deref(), Some("none"));
+    assert_eq!(seen[0].1, ["EHLO client.example.test", "QUIT"]);
+}
+
 // ------------------------------------------------------------ pass-through
 
 #[test]
@@ -635,6 +658,84 @@ fn content_sent_before_354_is_a_sync_error_554_550() {
     );
 }
 
+/// D4: input sent before the upstream's answer to DATA is a
+/// synchronisation error whatever that answer is; after a refusal it never
+/// reaches the upstream as commands.
+fn early_input_after_refused_data(refusal: &'static str) {
+    let up = FakeUpstream::with_script(move |cmd| {
+        if cmd == "DATA" {
+            std::thread::sleep(Duration::from_millis(200));
+            Step::reply(refusal)
+        } else {
+            Step::Default
+        }
+    });
+    let rf = Replyfix::serve(up.addr);
+    let mut c = at_rcpt(&rf);
+    assert_eq!(c.cmd("RCPT TO:<a@example.net>"), "250 2.1.5 Ok\r\n");
+    c.send(
+        b"DATA\r\nSubject: early\r\n\r\nRCPT TO:<victim@example.org>\r\nMAIL FROM:<x@y>\r\nRSET\r\n.\r\n",
+    );
+    let all = c.read_to_close();
+    assert_eq!(
+        all, "554 5.5.0 Error: SMTP protocol synchronization\r\n",
+        "after {refusal:?}"
+    );
+    let rec = up.wait_until("QUIT", |r| r.commands().last().is_some_and(|l| l == "QUIT"));
+    assert_eq!(
+        rec.commands(),
+        [
+            "EHLO client.example.test",
+            "MAIL FROM:<sender@example.test>",
+            "RCPT TO:<a@example.net>",
+            "DATA",
+            "QUIT"
+        ],
+        "after {refusal:?}: nothing of the early input ran upstream"
+    );
+}
+
+#[test]
+fn input_before_a_554_to_data_never_becomes_commands_d4() {
+    early_input_after_refused_data("554 5.5.1 Error: no valid recipients");
+}
+
+#[test]
+fn input_before_a_503_to_data_never_becomes_commands_d4() {
+    early_input_after_refused_data("503 5.5.1 Error: need RCPT command");
+}
+
+#[test]
+fn input_before_a_451_to_data_never_becomes_commands_d4() {
+    early_input_after_refused_data("451 4.3.0 Error: queue file write error");
+}
+
+#[test]
+fn bdat_to_an_upstream_without_chunking_is_refused_and_its_octets_never_run_d4_d5() {
+    // The upstream offers no CHUNKING: it would read the chunk as commands.
+    let up = FakeUpstream::builder()
+        .ehlo("250-fake.test\r\n250-PIPELINING\r\n250 8BITMIME")
+        .start();
+    let rf = Replyfix::serve(up.addr);
+    let (mut c, reply) = ehlo(&rf);
+    assert!(!reply.contains("CHUNKING"), "{reply}");
+    assert_eq!(c.cmd("MAIL FROM:<s@example.test>"), "250 2.1.0 Ok\r\n");
+    let payload = b"RCPT TO:<victim@example.org>\r\nRSET\r\n";
+    c.send(format!("BDAT {} LAST\r\n", payload.len()).as_bytes());
+    c.send(payload);
+    assert_eq!(c.read_reply(), "502 5.5.1 Error: BDAT without CHUNKING\r\n");
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 Ok\r\n");
+    let rec = up.wait_until("NOOP", |r| r.commands().last().is_some_and(|l| l == "NOOP"));
+    assert_eq!(
+        rec.commands(),
+        [
+            "EHLO client.example.test",
+            "MAIL FROM:<s@example.test>",
+            "NOOP"
+        ]
+    );
+}
+
 #[test]
 fn bdat_chunks_pass_opaque_and_byte_exact() {
     // D5: exactly n octets, never parsed as lines (CRLF.CRLF and bare LF
@@ -953,22 +1054,51 @@ fn idle_client_gets_421_442_timeout() {
 }
 
 #[test]
-fn too_many_errors_give_421_470_and_close() {
-    // R4: default limit 20.
+fn too_many_of_replyfixs_own_errors_give_421_470_and_close_r4() {
+    // R4: default limit 20, counted over the error replies replyfix writes
+    // itself (here `454`: no certificate configured for STARTTLS).
     let up = FakeUpstream::start();
     let rf = Replyfix::start(up.addr, ServeOptions::default().config());
     let (mut c, _) = ehlo(&rf);
-    for _ in 0..20 {
-        assert_eq!(
-            c.cmd("XYZZY"),
-            "502 5.5.2 Error: command not recognized\r\n"
-        );
+    for _ in 0..19 {
+        assert_eq!(c.cmd("STARTTLS"), "454 4.7.0 TLS not available\r\n");
     }
+    c.send(b"STARTTLS\r\n");
+    assert_eq!(c.read_reply(), "454 4.7.0 TLS not available\r\n");
     assert_eq!(
         c.read_reply(),
         format!("421 4.7.0 {PROXY_HOSTNAME} Error: too many errors\r\n")
     );
     c.expect_closed();
+}
+
+#[test]
+fn upstream_error_replies_never_count_towards_the_error_limit_r4() {
+    // R4: the upstream keeps its own limits; 50 of its 502s and 550s reach
+    // the client and the session goes on.
+    let up = FakeUpstream::with_script(|cmd| {
+        if cmd.starts_with("RCPT TO:<nobody") {
+            Step::reply("550 5.1.1 <nobody@example.net>: no such user")
+        } else {
+            Step::Default
+        }
+    });
+    let rf = Replyfix::start(up.addr, ServeOptions::default().config());
+    let mut c = at_rcpt(&rf);
+    for i in 0..50 {
+        if i % 2 == 0 {
+            assert_eq!(
+                c.cmd("XYZZY"),
+                "502 5.5.2 Error: command not recognized\r\n"
+            );
+        } else {
+            assert_eq!(
+                c.cmd("RCPT TO:<nobody@example.net>"),
+                "550 5.1.1 <nobody@example.net>: no such user\r\n"
+            );
+        }
+    }
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
 }
 
 #[test]

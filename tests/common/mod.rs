@@ -283,12 +283,6 @@ impl Replyfix {
                     "--upstream".into(),
                     upstream.to_string(),
                 ]);
-                // The quick start's upstream policy is `may` (replyfix's own
-                // EHLO first); the relay tests want a plain upstream unless
-                // they say otherwise.
-                if !opts.args.iter().any(|a| a == "--upstream-tls") {
-                    args.extend(["--upstream-tls".into(), "none".into()]);
-                }
             }
             args.extend(opts.args.iter().cloned());
             args
