@@ -12,7 +12,7 @@ use super::{Core, EndReason, Event, Outstanding, Pending, Phase};
 use crate::config::BareLineEndings;
 use crate::smtp::CommandKind;
 use crate::smtp::command::{Command, classify};
-use crate::smtp::framing::{DataScan, EndOfDataSkipper};
+use crate::smtp::framing::{ChunkCounter, DataScan, EndOfDataSkipper};
 
 impl Core {
     /// Bytes read from the client.
@@ -72,8 +72,7 @@ impl Core {
                     // The end was forwarded with the content; the upstream
                     // may have accepted: drop instead.
                     self.to_upstream.truncate(before);
-                    self.close_upstream = true;
-                    self.upstream_gone = true;
+                    self.drop_upstream();
                     self.pending.clear();
                     self.to_client.extend_from_slice(
                         b"552 5.3.4 Error: message size exceeds fixed limit\r\n",
@@ -198,14 +197,13 @@ impl Core {
                     }
                     return;
                 }
-                Phase::Chunk { remaining, forward } => {
-                    let n = (*remaining).min(self.client_buf.len() as u64) as usize;
-                    let chunk = self.client_buf.split_to(n);
+                Phase::Chunk { chunk, forward } => {
+                    let n = chunk.take(self.client_buf.len());
+                    let octets = self.client_buf.split_to(n);
                     if *forward {
-                        self.to_upstream.extend_from_slice(&chunk);
+                        self.to_upstream.extend_from_slice(&octets);
                     }
-                    *remaining -= n as u64;
-                    if *remaining == 0 {
+                    if chunk.remaining() == 0 {
                         self.phase = Phase::Command;
                     }
                 }
@@ -220,8 +218,7 @@ impl Core {
     /// Stops forwarding content: the upstream is closed without an end of
     /// data (so it drops the transaction) and the client is read to its end.
     fn abort_content(&mut self, skipper: EndOfDataSkipper, reply: &'static str, reason: EndReason) {
-        self.close_upstream = true;
-        self.upstream_gone = true;
+        self.drop_upstream();
         self.pending.clear();
         self.phase = Phase::Drain {
             skipper,
@@ -294,7 +291,7 @@ impl Core {
                 self.local_error(b"502 5.5.1 Error: BDAT without CHUNKING\r\n");
                 if size > 0 {
                     self.phase = Phase::Chunk {
-                        remaining: size,
+                        chunk: ChunkCounter::new(size),
                         forward: false,
                     };
                 }
@@ -304,7 +301,7 @@ impl Core {
                 self.push_upstream(CommandKind::Bdat, last);
                 if size > 0 {
                     self.phase = Phase::Chunk {
-                        remaining: size,
+                        chunk: ChunkCounter::new(size),
                         forward: true,
                     };
                 }

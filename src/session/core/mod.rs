@@ -4,12 +4,18 @@
 //! session facts the rules see, and the two output buffers. It never touches
 //! a socket, a clock or a task: the async driver in `session/mod.rs` feeds it
 //! what it read ([`Core::client_data`], [`Core::upstream_data`]), tells it
-//! about ends and deadlines, writes [`Core::take_to_upstream`] and
-//! [`Core::take_to_client`], and logs the [`Event`]s. Everything here is
-//! therefore testable with byte scripts, without sockets or sleeps.
+//! about ends and deadlines, writes [`Core::to_upstream`] and
+//! [`Core::to_client`] in place (then `consume_*`), and logs the [`Event`]s.
+//! Everything here is therefore testable with byte scripts, without sockets
+//! or sleeps. The ids (D4, P1, ...) are those of docs/protocol.md.
+//!
+//! The files: this one holds the type, its driver-facing API and the helpers
+//! both sides share; `client.rs` the client's bytes, `upstream.rs` the
+//! upstream's replies, `state.rs` the phase and the FIFO, `event.rs` what is
+//! reported, `settings.rs` what is shared per listener.
 //!
 //! What it must never do: forward a byte the client sent after `DATA` before
-//! the upstream's `354` (D4), forward a bare CR/LF/NUL in message content
+//! the upstream answered it (D4), forward a bare CR/LF/NUL in message content
 //! (D2), give the client a success the upstream did not give (F1), log or
 //! judge SASL data (P4, L1), or shift the pairing of replies (P2).
 
@@ -200,12 +206,14 @@ impl Core {
         }
     }
 
-    /// Bytes to write to the client (all of them, before reading more).
+    /// Takes the bytes waiting for the client (the byte-script tests and the
+    /// fuzz target; the driver writes [`Core::to_client`] in place).
     pub fn take_to_client(&mut self) -> BytesMut {
         self.to_client.split()
     }
 
-    /// Bytes to write to the upstream.
+    /// Takes the bytes waiting for the upstream (tests and the fuzz target;
+    /// the driver writes [`Core::to_upstream`] in place).
     pub fn take_to_upstream(&mut self) -> BytesMut {
         self.to_upstream.split()
     }
@@ -220,7 +228,7 @@ impl Core {
         self.events.drain(..)
     }
 
-    /// Set once the session must end: flush [`Core::take_to_client`], then
+    /// Set once the session must end: write [`Core::to_client`], then
     /// close both sides.
     pub fn end_reason(&self) -> Option<EndReason> {
         self.end
@@ -359,8 +367,7 @@ impl Core {
         self.pending.clear();
         self.to_client
             .extend_from_slice(b"451 4.3.0 internal error, try again later\r\n");
-        self.close_upstream = true;
-        self.upstream_gone = true;
+        self.drop_upstream();
         self.end = None;
         self.finish(EndReason::Internal);
     }
@@ -387,6 +394,14 @@ impl Core {
         self.to_client.extend_from_slice(reply.as_bytes());
         self.leave_upstream();
         self.finish(reason);
+    }
+
+    /// Drops the upstream connection: the driver closes it now, without an
+    /// end of data (an open transaction is discarded there, D2, T6), and
+    /// nothing more is read from it or written to it.
+    fn drop_upstream(&mut self) {
+        self.close_upstream = true;
+        self.upstream_gone = true;
     }
 
     /// Ends the upstream side: `QUIT` when it waits for a command and owes

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::EndReason;
 use crate::smtp::CommandKind;
-use crate::smtp::framing::{DataScanner, EndOfDataSkipper};
+use crate::smtp::framing::{ChunkCounter, DataScanner, EndOfDataSkipper};
 
 /// What the client's bytes mean right now. One enum, not a set of flags.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub(super) enum Phase {
     Sasl,
     /// `BDAT n`: n opaque octets to forward (D5), or to read and drop when
     /// replyfix refused the BDAT itself (`forward` false).
-    Chunk { remaining: u64, forward: bool },
+    Chunk { chunk: ChunkCounter, forward: bool },
     /// STARTTLS accepted: nothing more is read in plaintext; the driver
     /// hands the raw stream to the TLS acceptor (T1).
     TlsGate,

@@ -36,8 +36,7 @@ impl Core {
             return;
         }
         let wait = self.upstream_wait();
-        self.close_upstream = true;
-        self.upstream_gone = true;
+        self.drop_upstream();
         let host = self.settings.hostname.clone();
         if wait == UpstreamWait::DataEnd {
             self.events.push(Event::PossibleDuplicate);
@@ -159,8 +158,7 @@ impl Core {
             // P3: relayed as the reply to the oldest outstanding command.
             self.to_client.extend_from_slice(reply.raw());
             self.pending.clear();
-            self.close_upstream = true;
-            self.upstream_gone = true;
+            self.drop_upstream();
             self.finish(EndReason::UpstreamClosing);
             return;
         }
@@ -205,8 +203,7 @@ impl Core {
         // FIFO is in order); nothing can be outstanding after DATA.
         self.pending.clear();
         if code == 354 {
-            self.close_upstream = true;
-            self.upstream_gone = true;
+            self.drop_upstream();
         } else {
             self.phase = Phase::Command;
             self.leave_upstream();
@@ -362,8 +359,7 @@ impl Core {
         self.events
             .push(Event::UpstreamProtocolError(why.to_string()));
         self.flush_pending_with(Some(b"451 4.5.0 upstream protocol error\r\n"));
-        self.close_upstream = true;
-        self.upstream_gone = true;
+        self.drop_upstream();
         self.finish(EndReason::UpstreamDesync);
     }
 }
