@@ -11,14 +11,17 @@
 
 pub mod admin;
 pub mod config;
+pub mod conn;
 pub mod explain;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod readiness;
 pub mod rules;
 pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod tls;
+pub mod transcript;
 pub mod upstream;

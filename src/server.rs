@@ -18,16 +18,17 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::admin::{Admin, Readiness};
+use crate::admin::Admin;
 use crate::config::{Config, ProxyProtocol};
-use crate::explain::transcript::TranscriptWriter;
 use crate::logging::AddressLog;
 use crate::metrics::{Metrics, Refusal};
+use crate::readiness::Readiness;
 use crate::rules::RuleSet;
 use crate::session::core::CoreSettings;
 use crate::session::{self, SessionContext, stop};
 use crate::smtp::ReplyLimits;
 use crate::tls::{ServerTls, UpstreamTlsContext};
+use crate::transcript::TranscriptWriter;
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]

@@ -28,7 +28,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{ClientAddressForwarding, TlsPolicy};
-use crate::session::conn::Conn;
+use crate::conn::Conn;
 use crate::smtp::{Reply, ReplyCode, ReplyParser, ehlo};
 use crate::tls::{TlsInfo, UpstreamTlsContext};
 

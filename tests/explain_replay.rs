@@ -5,12 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use replyfix::explain::transcript::{
-    ReplayedEntry, TranscriptEntry, TranscriptWriter, read_transcript, unescape,
-};
+use replyfix::explain::transcript::{ReplayedEntry, read_transcript};
 use replyfix::rules::{RuleSet, SessionFacts};
 use replyfix::smtp::CommandKind;
 use replyfix::smtp::reply::parse_one;
+use replyfix::transcript::{TranscriptEntry, TranscriptWriter, unescape};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transcripts")

@@ -12,7 +12,6 @@
 //! It must never decide what a byte means, never log message content or
 //! SASL data (L1, L2), and never wait without a deadline.
 
-pub mod conn;
 pub mod core;
 
 use std::net::SocketAddr;
@@ -26,16 +25,16 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_rustls::TlsAcceptor;
 
-use self::conn::{Conn, ReadOutcome, received};
 use self::core::{Core, CoreSettings, EndReason, Event, Rewrite, UpstreamWait};
-use crate::admin::Readiness;
 use crate::config::{ClientAddressForwarding, Limits, Timeouts, UpstreamConfig};
-use crate::explain::transcript::TranscriptWriter;
+use crate::conn::{Conn, ReadOutcome, received};
 use crate::logging::AddressLog;
 use crate::metrics::{Metrics, TlsLeg};
+use crate::readiness::Readiness;
 use crate::rules::RuleSet;
 use crate::smtp::escape::escape;
 use crate::tls::{ServerTls, TlsInfo, UpstreamTlsContext};
+use crate::transcript::TranscriptWriter;
 use crate::upstream::{self, ClientAddress, SetupTimeouts, UpstreamFailure};
 
 /// What every session of one listener shares.

@@ -92,7 +92,7 @@ pub enum Event {
     Reply { context: CommandKind, code: u16 },
     /// A judged reply for the transcript (only with `record`): context,
     /// facts, replies and verdict; never SASL data, content or addresses.
-    Transcript(Box<crate::explain::transcript::TranscriptEntry>),
+    Transcript(Box<crate::transcript::TranscriptEntry>),
 }
 
 /// One rewrite, as logged (W5) and counted.

@@ -229,7 +229,7 @@ impl Core {
         };
         let verdict = self.rules.judge(&reply, &facts);
         if self.settings.record {
-            use crate::explain::transcript::TranscriptEntry;
+            use crate::transcript::TranscriptEntry;
             let mut entry = TranscriptEntry::new(
                 &self.session_id,
                 &facts,
