@@ -175,7 +175,12 @@ pub async fn run(
             (est.conn, est.server)
         }
         Err(e) => {
-            tracing::warn!(session = %id, error = %escape(e.to_string().as_bytes()), "upstream unavailable");
+            tracing::warn!(
+                session = %id,
+                error = %escape(e.to_string().as_bytes()),
+                timeout = e.cause().is_timeout(),
+                "upstream unavailable"
+            );
             let reply = e.client_reply(&ctx.core.hostname);
             let _ = timeout(Duration::from_secs(10), client.write_all(reply.as_bytes())).await;
             client.shutdown().await;

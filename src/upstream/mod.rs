@@ -1,5 +1,5 @@
 //! Connecting to the upstream: failover across its servers, and the
-//! upstream leg's TLS (PROTOCOL.md T2, T4, T6) set up right after the
+//! upstream leg's TLS (docs/protocol.md T2, T4, T6) set up right after the
 //! greeting, before any client command is relayed.
 //!
 //! Under `may`, `encrypt` and `verify` replyfix sends its own `EHLO` and
@@ -16,11 +16,13 @@
 //! only that answer (T3). For `proxy-v1`/`proxy-v2` the PROXY header goes
 //! out first on every connection, before any SMTP.
 //!
-//! Never relays client bytes; the session core does that afterwards.
+//! Never relays client bytes; the session core does that afterwards. Every
+//! failure is a typed [`SetupError`] naming the server and the step.
 
-use std::time::Duration;
+mod error;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,6 +33,8 @@ use crate::config::{ClientAddressForwarding, TlsPolicy};
 use crate::conn::Conn;
 use crate::smtp::{Reply, ReplyCode, ReplyParser, ehlo};
 use crate::tls::{TlsInfo, UpstreamTlsContext};
+
+pub use self::error::{SetupError, Step};
 
 /// Deadlines for setting up the upstream.
 #[derive(Clone, Copy, Debug)]
@@ -70,14 +74,21 @@ pub struct ClientAddress {
 pub enum UpstreamFailure {
     /// No server accepted a connection (F2: `421 4.4.1`).
     #[error("upstream unreachable: {0}")]
-    Unreachable(String),
+    Unreachable(SetupError),
     /// TLS was required and failed, or the upstream injected bytes (T2, T4:
     /// `421 4.7.0`).
     #[error("upstream TLS unavailable: {0}")]
-    TlsUnavailable(String),
+    TlsUnavailable(SetupError),
 }
 
 impl UpstreamFailure {
+    /// The failed attempt behind this failure (the last server tried).
+    pub fn cause(&self) -> &SetupError {
+        match self {
+            UpstreamFailure::Unreachable(e) | UpstreamFailure::TlsUnavailable(e) => e,
+        }
+    }
+
     /// The client's greeting for this failure.
     pub fn client_reply(&self, hostname: &str) -> String {
         match self {
@@ -95,12 +106,12 @@ impl UpstreamFailure {
 enum TlsStep {
     /// The upstream cannot do TLS on this connection; plain is possible on
     /// the same socket (no TLS byte was exchanged).
-    NotOffered(String, Conn, Vec<u8>, bool),
+    NotOffered(SetupError, Conn, Vec<u8>, bool),
     /// The socket is unusable (TLS error, protocol error): under `may`,
     /// reconnect in plain.
-    Broken(String),
+    Broken(SetupError),
     /// An attack or a hard failure: never fall back.
-    Abort(String),
+    Abort(SetupError),
 }
 
 /// Connects to the first reachable server and sets up TLS per policy.
@@ -126,7 +137,7 @@ async fn establish_tls(
     t: SetupTimeouts,
     who: ClientAddress,
 ) -> Result<Established, UpstreamFailure> {
-    let mut last = String::from("no servers configured");
+    let mut last = SetupError::NoServers;
     let probe = who.forwarding == ClientAddressForwarding::Xclient;
     // The TLS and EHLO exchanges below are boxed: their state (TLS
     // connector, reply buffers) is kilobytes, and the common plain path must
@@ -144,7 +155,7 @@ async fn establish_tls(
         match tls.policy {
             TlsPolicy::None if probe => {
                 let mut tcp = tcp;
-                return Box::pin(probe_plain(&mut tcp, helo, t))
+                return Box::pin(probe_plain(&mut tcp, server, helo, t))
                     .await
                     .map(|(greeting, xclient)| Established {
                         xclient,
@@ -158,9 +169,10 @@ async fn establish_tls(
                     .await
                     .map_err(UpstreamFailure::TlsUnavailable)?;
                 if probe && let Conn::ClientTls(stream) = &mut est.conn {
-                    let (greeting, xclient) = Box::pin(probe_plain(stream.as_mut(), helo, t))
-                        .await
-                        .map_err(UpstreamFailure::Unreachable)?;
+                    let (greeting, xclient) =
+                        Box::pin(probe_plain(stream.as_mut(), server, helo, t))
+                            .await
+                            .map_err(UpstreamFailure::Unreachable)?;
                     est.greeting = greeting;
                     est.xclient = xclient;
                 }
@@ -190,9 +202,10 @@ async fn establish_tls(
                     // T6: never read plaintext from a socket that saw TLS.
                     match Box::pin(connect(server, t.connect, who)).await {
                         Ok(mut tcp) if probe => {
-                            let (greeting, xclient) = Box::pin(probe_plain(&mut tcp, helo, t))
-                                .await
-                                .map_err(UpstreamFailure::Unreachable)?;
+                            let (greeting, xclient) =
+                                Box::pin(probe_plain(&mut tcp, server, helo, t))
+                                    .await
+                                    .map_err(UpstreamFailure::Unreachable)?;
                             return Ok(Established {
                                 xclient,
                                 ..plain(tcp, server, greeting)
@@ -223,7 +236,7 @@ async fn connect(
     server: &str,
     connect: std::time::Duration,
     who: ClientAddress,
-) -> Result<TcpStream, String> {
+) -> Result<TcpStream, SetupError> {
     let mut tcp = connect_tcp(server, connect).await?;
     let header = match who.forwarding {
         ClientAddressForwarding::ProxyV1 => {
@@ -235,9 +248,11 @@ async fn connect(
         _ => None,
     };
     if let Some(h) = header {
-        tcp.write_all(&h)
-            .await
-            .map_err(|e| format!("{server}: writing the PROXY header: {e}"))?;
+        tcp.write_all(&h).await.map_err(|source| SetupError::Io {
+            server: server.to_string(),
+            step: Step::ProxyHeader,
+            source,
+        })?;
     }
     Ok(tcp)
 }
@@ -259,20 +274,26 @@ enum Opening {
     Ehlo { greeting: Vec<u8>, reply: Reply },
 }
 
-/// Why the opening exchange failed.
-enum OpeningError {
-    /// Read or write error, timeout, close, unparsable reply: the socket is
-    /// unusable.
-    Io(String),
-    /// The upstream answered more than was asked (bytes after its EHLO
-    /// reply): never trust this connection.
-    Unsolicited(String),
+/// Who and what an exchange is about, for its errors.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    server: &'a str,
+    step: Step,
 }
 
-impl OpeningError {
-    fn into_message(self) -> String {
-        match self {
-            OpeningError::Io(m) | OpeningError::Unsolicited(m) => m,
+impl At<'_> {
+    fn io(self, source: std::io::Error) -> SetupError {
+        SetupError::Io {
+            server: self.server.to_string(),
+            step: self.step,
+            source,
+        }
+    }
+
+    fn unsolicited(self) -> SetupError {
+        SetupError::Unsolicited {
+            server: self.server.to_string(),
+            step: self.step,
         }
     }
 }
@@ -285,13 +306,16 @@ impl OpeningError {
 async fn greet_and_ehlo<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     parser: &mut ReplyParser,
+    server: &str,
     helo: &str,
     t: SetupTimeouts,
-) -> Result<Opening, OpeningError> {
+) -> Result<Opening, SetupError> {
     let mut greeting = Vec::new();
-    let (reply, extra) = read_reply(s, parser, &mut greeting, t.reply)
-        .await
-        .map_err(OpeningError::Io)?;
+    let at = At {
+        server,
+        step: Step::Greeting,
+    };
+    let (reply, extra) = read_reply(s, parser, &mut greeting, t.reply, at).await?;
     if extra > 0 || reply.code().get() != 220 {
         return Ok(Opening::NoEhlo {
             greeting,
@@ -299,7 +323,17 @@ async fn greet_and_ehlo<S: AsyncRead + AsyncWrite + Unpin>(
             early_bytes: extra > 0,
         });
     }
-    let reply = ehlo(s, parser, helo, t).await?;
+    let reply = ehlo(
+        s,
+        parser,
+        helo,
+        t,
+        At {
+            server,
+            step: Step::Ehlo,
+        },
+    )
+    .await?;
     Ok(Opening::Ehlo { greeting, reply })
 }
 
@@ -309,18 +343,15 @@ async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
     parser: &mut ReplyParser,
     helo: &str,
     t: SetupTimeouts,
-) -> Result<Reply, OpeningError> {
+    at: At<'_>,
+) -> Result<Reply, SetupError> {
     s.write_all(format!("EHLO {helo}\r\n").as_bytes())
         .await
-        .map_err(|e| OpeningError::Io(format!("write error: {e}")))?;
+        .map_err(|e| at.io(e))?;
     let mut scratch = Vec::new();
-    let (reply, extra) = read_reply(s, parser, &mut scratch, t.reply)
-        .await
-        .map_err(OpeningError::Io)?;
+    let (reply, extra) = read_reply(s, parser, &mut scratch, t.reply, at).await?;
     if extra > 0 {
-        return Err(OpeningError::Unsolicited(
-            "upstream sent bytes after its EHLO reply".into(),
-        ));
+        return Err(at.unsolicited());
     }
     Ok(reply)
 }
@@ -335,30 +366,40 @@ fn offers_xclient(ehlo_reply: &Reply) -> bool {
 /// the upstream offers XCLIENT.
 async fn probe_plain<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
+    server: &str,
     helo: &str,
     t: SetupTimeouts,
-) -> Result<(Vec<u8>, bool), String> {
+) -> Result<(Vec<u8>, bool), SetupError> {
     let mut parser = ReplyParser::default();
-    match greet_and_ehlo(s, &mut parser, helo, t)
-        .await
-        .map_err(OpeningError::into_message)?
-    {
+    match greet_and_ehlo(s, &mut parser, server, helo, t).await? {
         // Let the core relay (or reject) whatever this is.
         Opening::NoEhlo { greeting, .. } => Ok((greeting, false)),
         Opening::Ehlo { greeting, reply } => Ok((greeting, offers_xclient(&reply))),
     }
 }
 
-async fn connect_tcp(server: &str, connect: Duration) -> Result<TcpStream, String> {
+async fn connect_tcp(server: &str, connect: Duration) -> Result<TcpStream, SetupError> {
     let attempt = async {
-        let addrs = tokio::net::lookup_host(server)
-            .await
-            .map_err(|e| format!("{server}: cannot resolve: {e}"))?;
-        let mut err = format!("{server}: no address");
+        let addrs =
+            tokio::net::lookup_host(server)
+                .await
+                .map_err(|source| SetupError::Resolve {
+                    server: server.to_string(),
+                    source,
+                })?;
+        let mut err = SetupError::NoAddress {
+            server: server.to_string(),
+        };
         for addr in addrs {
             match TcpStream::connect(addr).await {
                 Ok(s) => return Ok(s),
-                Err(e) => err = format!("{server} ({addr}): {e}"),
+                Err(source) => {
+                    err = SetupError::Connect {
+                        server: server.to_string(),
+                        addr,
+                        source,
+                    }
+                }
             }
         }
         Err(err)
@@ -369,7 +410,10 @@ async fn connect_tcp(server: &str, connect: Duration) -> Result<TcpStream, Strin
             Ok(s)
         }
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("{server}: connect timed out after {connect:?}")),
+        Err(_) => Err(SetupError::ConnectTimeout {
+            server: server.to_string(),
+            after: connect,
+        }),
     }
 }
 
@@ -378,18 +422,29 @@ async fn handshake(
     server: &str,
     tls: &UpstreamTlsContext,
     t: SetupTimeouts,
-) -> Result<Conn, String> {
+) -> Result<Conn, SetupError> {
     let Some(config) = tls.config.clone() else {
-        return Err("no TLS configuration".into());
+        return Err(SetupError::NoTlsConfig {
+            server: server.to_string(),
+        });
     };
     let Some(name) = tls.name_for(server) else {
-        return Err(format!("{server}: no valid name for TLS"));
+        return Err(SetupError::NoTlsName {
+            server: server.to_string(),
+        });
     };
     let connector = TlsConnector::from(config);
     match timeout(t.handshake, connector.connect(name, tcp)).await {
         Ok(Ok(s)) => Ok(Conn::ClientTls(Box::new(s))),
-        Ok(Err(e)) => Err(format!("TLS handshake with {server} failed: {e}")),
-        Err(_) => Err(format!("TLS handshake with {server} timed out")),
+        Ok(Err(source)) => Err(SetupError::Handshake {
+            server: server.to_string(),
+            source,
+        }),
+        Err(_) => Err(SetupError::Timeout {
+            server: server.to_string(),
+            step: Step::Handshake,
+            after: t.handshake,
+        }),
     }
 }
 
@@ -408,7 +463,7 @@ async fn implicit(
     server: &str,
     tls: &UpstreamTlsContext,
     t: SetupTimeouts,
-) -> Result<Established, String> {
+) -> Result<Established, SetupError> {
     let conn = handshake(tcp, server, tls, t).await?;
     let tls_info = info(&conn, tls);
     Ok(Established {
@@ -426,20 +481,36 @@ async fn read_reply<S: AsyncRead + Unpin>(
     parser: &mut ReplyParser,
     raw: &mut Vec<u8>,
     wait: Duration,
-) -> Result<(Reply, usize), String> {
+    at: At<'_>,
+) -> Result<(Reply, usize), SetupError> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         let n = match timeout(wait, tcp.read(&mut buf)).await {
-            Ok(Ok(0)) => return Err("upstream closed the connection".into()),
+            Ok(Ok(0)) => {
+                return Err(SetupError::Closed {
+                    server: at.server.to_string(),
+                    step: at.step,
+                });
+            }
             Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(format!("read error: {e}")),
-            Err(_) => return Err("upstream did not answer in time".into()),
+            Ok(Err(e)) => return Err(at.io(e)),
+            Err(_) => {
+                return Err(SetupError::Timeout {
+                    server: at.server.to_string(),
+                    step: at.step,
+                    after: wait,
+                });
+            }
         };
         raw.extend_from_slice(&buf[..n]);
         parser
             .feed(&buf[..n], &mut out)
-            .map_err(|e| format!("upstream protocol error: {e}"))?;
+            .map_err(|source| SetupError::Protocol {
+                server: at.server.to_string(),
+                step: at.step,
+                source,
+            })?;
         if !out.is_empty() {
             let extra = parser.buffered() + out[1..].iter().map(|r| r.raw().len()).sum::<usize>();
             return Ok((out.swap_remove(0), extra));
@@ -461,25 +532,35 @@ async fn starttls(
     t: SetupTimeouts,
     probe_xclient: bool,
 ) -> Result<Established, TlsStep> {
+    // An upstream that says more than it was asked is never trusted again;
+    // any other failure leaves only the socket unusable.
+    let classify = |e: SetupError| {
+        if e.is_attack() {
+            TlsStep::Abort(e)
+        } else {
+            TlsStep::Broken(e)
+        }
+    };
     let mut parser = ReplyParser::default();
-    let opening = greet_and_ehlo(&mut tcp, &mut parser, helo, t)
+    let opening = greet_and_ehlo(&mut tcp, &mut parser, server, helo, t)
         .await
-        .map_err(|e| match e {
-            OpeningError::Io(m) => TlsStep::Broken(m),
-            OpeningError::Unsolicited(m) => TlsStep::Abort(m),
-        })?;
+        .map_err(classify)?;
     let (greeting, ehlo_reply) = match opening {
         Opening::NoEhlo {
             early_bytes: true, ..
         } => {
-            return Err(TlsStep::Abort(
-                "upstream sent bytes after its greeting before any command".into(),
-            ));
+            return Err(TlsStep::Abort(SetupError::Unsolicited {
+                server: server.to_string(),
+                step: Step::Greeting,
+            }));
         }
         Opening::NoEhlo { greeting, code, .. } => {
             // A 554 or 421 greeting: nothing to negotiate; the client sees it.
             return Err(TlsStep::NotOffered(
-                format!("greeting {code}"),
+                SetupError::NotGreeted {
+                    server: server.to_string(),
+                    code,
+                },
                 Conn::Plain(tcp),
                 greeting,
                 false,
@@ -490,38 +571,47 @@ async fn starttls(
     let plain_xclient = offers_xclient(&ehlo_reply);
     if ehlo_reply.code().get() != 250 || !ehlo::has_capability(&ehlo_reply, "STARTTLS") {
         return Err(TlsStep::NotOffered(
-            "upstream does not offer STARTTLS".into(),
+            SetupError::StartTlsNotOffered {
+                server: server.to_string(),
+            },
             Conn::Plain(tcp),
             greeting,
             plain_xclient,
         ));
     }
-    let broken = |e: std::io::Error| TlsStep::Broken(format!("write error: {e}"));
-    tcp.write_all(b"STARTTLS\r\n").await.map_err(broken)?;
+    let at = At {
+        server,
+        step: Step::StartTls,
+    };
+    tcp.write_all(b"STARTTLS\r\n")
+        .await
+        .map_err(|e| TlsStep::Broken(at.io(e)))?;
     let mut scratch = Vec::new();
-    let (tls_reply, extra) = read_reply(&mut tcp, &mut parser, &mut scratch, t.reply)
+    let (tls_reply, extra) = read_reply(&mut tcp, &mut parser, &mut scratch, t.reply, at)
         .await
         .map_err(TlsStep::Broken)?;
     match tls_reply.code().get() {
         220 if extra > 0 => {
             // T2: response injection.
-            return Err(TlsStep::Abort(
-                "upstream sent bytes after its 220 to STARTTLS (response injection)".into(),
-            ));
+            return Err(TlsStep::Abort(at.unsolicited()));
         }
         220 => {}
         454 | 502 | 503 | 504 | 500 | 501 if extra == 0 => {
             return Err(TlsStep::NotOffered(
-                format!("upstream refused STARTTLS with {}", tls_reply.code()),
+                SetupError::StartTlsRefused {
+                    server: server.to_string(),
+                    code: tls_reply.code(),
+                },
                 Conn::Plain(tcp),
                 greeting,
                 plain_xclient,
             ));
         }
-        other => {
-            return Err(TlsStep::Broken(format!(
-                "upstream answered STARTTLS with {other}"
-            )));
+        _ => {
+            return Err(TlsStep::Broken(SetupError::StartTlsOdd {
+                server: server.to_string(),
+                code: tls_reply.code(),
+            }));
         }
     }
     let mut conn = handshake(tcp, server, tls, t)
@@ -532,12 +622,13 @@ async fn starttls(
     if probe_xclient && let Conn::ClientTls(stream) = &mut conn {
         // T3: what the plaintext EHLO reply offered is forgotten; XCLIENT
         // counts only if the reply to an EHLO inside TLS offers it.
-        let reply = ehlo(stream.as_mut(), &mut ReplyParser::default(), helo, t)
+        let at = At {
+            server,
+            step: Step::EhloAfterTls,
+        };
+        let reply = ehlo(stream.as_mut(), &mut ReplyParser::default(), helo, t, at)
             .await
-            .map_err(|e| match e {
-                OpeningError::Io(m) => TlsStep::Broken(format!("EHLO after STARTTLS: {m}")),
-                OpeningError::Unsolicited(m) => TlsStep::Abort(m),
-            })?;
+            .map_err(classify)?;
         xclient = offers_xclient(&reply);
     }
     Ok(Established {
