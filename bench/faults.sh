@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long form of the fault-injection campaign (tests/faults.rs, PROTOCOL F1 F2
+# Long form of the fault-injection campaign (tests/faults.rs, docs/protocol.md F1 F2
 # P3; docs/reliability.md): MESSAGES messages (default 100,000) from
 # concurrent clients through a release-built replyfix, every attempt with a
 # randomly drawn fault (upstream killed, reset or stalled at each step and

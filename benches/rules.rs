@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the reply parser, the rule engine's hot path
-//! (targets in PROTOCOL.md W6 and the rule-engine brief: a reply no rule can
+//! (targets in docs/protocol.md W6 and bench/README.md: a reply no rule can
 //! match is judged in at most 100 ns; a 530 through the built-in rules in at
 //! most 2 µs) and the DATA end-of-data scanner (D1, D6: bytes per second).
 //! Results are recorded in bench/README.md and bench/RESULTS.md. (The

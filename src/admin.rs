@@ -1,5 +1,5 @@
 //! The admin endpoint: `/metrics`, `/healthz`, `/readyz` over HTTP/1.1
-//! (issue 5, item 3).
+//! (docs/operations.md).
 //!
 //! It owns the admin listener, a deliberately tiny HTTP responder, and
 //! [`Readiness`], the two facts `/readyz` reports (draining; no upstream

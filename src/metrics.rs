@@ -1,4 +1,4 @@
-//! Process metrics for the admin endpoint's `/metrics` (issue 5, item 3).
+//! Process metrics for the admin endpoint's `/metrics` (docs/operations.md).
 //!
 //! This module owns the metric families, their names and labels, and the
 //! text encodings (OpenMetrics 1.0 and Prometheus 0.0.4). The server and the

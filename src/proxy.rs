@@ -1,7 +1,7 @@
 //! The PROXY protocol (HAProxy's, v1 text and v2 binary) and Postfix's
 //! XCLIENT: how the real client address travels into replyfix from a load
-//! balancer, and out of replyfix to the upstream (issue "operations",
-//! PROTOCOL.md R3: limits and rules use the real address).
+//! balancer, and out of replyfix to the upstream (docs/operations.md;
+//! docs/protocol.md R3: limits and rules use the real address).
 //!
 //! Header parsing and encoding use the maintained `proxy-header` crate. This
 //! module reads exactly the header's bytes from the socket (peeking first),
@@ -164,7 +164,7 @@ fn to_v6(a: SocketAddr) -> SocketAddr {
 /// out. Without NAME the client would keep replyfix's hostname (seen
 /// against a real Postfix 3.7: `localhost[192.0.2.7]`), and name-based
 /// access rules (`check_client_access` on `localhost`, `permit` by domain)
-/// would judge a remote client by replyfix's name (issue 5). Postfix also
+/// would judge a remote client by replyfix's name (docs/operations.md). Postfix also
 /// takes NAME as the reverse name when REVERSE_NAME is absent.
 pub fn xclient_line(client: SocketAddr, helo: &[u8], esmtp: bool) -> Vec<u8> {
     let addr = match client.ip() {

@@ -1,4 +1,4 @@
-//! Signals and reloads for a running server (PROTOCOL.md F5, F6): SIGHUP
+//! Signals and reloads for a running server (docs/protocol.md F5, F6): SIGHUP
 //! (and, opt-in, a change to a watched file) re-reads the configuration,
 //! the rules and the certificates; SIGTERM and SIGINT start the drain.
 //!

@@ -1,4 +1,4 @@
-//! TLS configuration for both legs (PROTOCOL.md T1–T7): rustls with the
+//! TLS configuration for both legs (docs/protocol.md T1–T7): rustls with the
 //! `ring` provider chosen explicitly, TLS 1.2 and 1.3 only.
 //!
 //! Owns: loading certificates and keys (PEM), the client-leg acceptor

@@ -1,4 +1,4 @@
-//! Resource attacks on the real `replyfix` binary (PROTOCOL.md R1–R3, F3),
+//! Resource attacks on the real `replyfix` binary (docs/protocol.md R1–R3, F3),
 //! bounded and on loopback only, with short configured timeouts. Each test
 //! prints replyfix's peak RSS (`VmHWM` of the child, from `/proc`) and
 //! asserts its growth stays bounded. The floods (10,000 connections from one

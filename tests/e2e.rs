@@ -240,7 +240,7 @@ fn swaks_auth_with_wrong_password_gets_the_upstreams_535() {
 
 #[test]
 fn auth_plain_and_login_credentials_never_appear_in_trace_logs() {
-    // L1 / DESIGN invariant 3, at the most verbose level.
+    // L1 / docs/architecture.md invariant 3, at the most verbose level.
     let secrets = [
         base64(format!("\0{AUTH_USER}\0{AUTH_PASSWORD}").as_bytes()),
         base64(AUTH_USER.as_bytes()),

@@ -1,4 +1,4 @@
-//! Fault injection with nothing lost (PROTOCOL.md F1, F2, P3), through the
+//! Fault injection with nothing lost (docs/protocol.md F1, F2, P3), through the
 //! real `replyfix` binary. Two tests:
 //!
 //! 1. **One fault at a time** (`sink_faults_after_each_command_...`):

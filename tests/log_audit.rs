@@ -1,4 +1,4 @@
-//! Log audit (PROTOCOL.md L1, L4) of the real binary at `RUST_LOG=trace`:
+//! Log audit (docs/protocol.md L1, L4) of the real binary at `RUST_LOG=trace`:
 //! AUTH PLAIN, LOGIN and XOAUTH2 leave no credential in the log, in any
 //! encoding the client sent it; an upstream reply carrying ESC, NUL and
 //! invalid UTF-8 is logged escaped when a rule rewrites it.

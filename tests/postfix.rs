@@ -1,4 +1,4 @@
-//! `send_client_address` against a real Postfix `smtpd` (issue 5): PROXY
+//! `send_client_address` against a real Postfix `smtpd` (docs/operations.md): PROXY
 //! v1 and v2 out to a service with `smtpd_upstream_proxy_protocol =
 //! haproxy`, XCLIENT out to a service with `smtpd_authorized_xclient_hosts`,
 //! and XCLIENT after STARTTLS on the upstream leg (T3).
@@ -296,7 +296,7 @@ fn assert_never_saw_replyfix(pf: &Postfix, service: &str) {
 // ------------------------------------------------------------ tests
 
 #[test]
-fn xclient_out_lets_a_real_postfix_judge_the_real_client_issue5() {
+fn xclient_out_lets_a_real_postfix_judge_the_real_client() {
     let Some(bin) = postfix_command() else { return };
     let pf = start_postfix(&bin);
     prove_postfix_sees_the_real_client(&pf, pf.port("xclient"), "xclient", "postfix/xclient/smtpd");
@@ -315,7 +315,7 @@ fn xclient_out_lets_a_real_postfix_judge_the_real_client_issue5() {
 }
 
 #[test]
-fn proxy_v1_out_lets_a_real_postfix_judge_the_real_client_issue5() {
+fn proxy_v1_out_lets_a_real_postfix_judge_the_real_client() {
     let Some(bin) = postfix_command() else { return };
     let pf = start_postfix(&bin);
     prove_postfix_sees_the_real_client(
@@ -332,7 +332,7 @@ fn proxy_v1_out_lets_a_real_postfix_judge_the_real_client_issue5() {
 }
 
 #[test]
-fn proxy_v2_out_lets_a_real_postfix_judge_the_real_client_issue5() {
+fn proxy_v2_out_lets_a_real_postfix_judge_the_real_client() {
     let Some(bin) = postfix_command() else { return };
     let pf = start_postfix(&bin);
     prove_postfix_sees_the_real_client(
@@ -350,7 +350,7 @@ fn proxy_v2_out_lets_a_real_postfix_judge_the_real_client_issue5() {
 /// authorise it, Postfix judges replyfix's own address. This is what makes
 /// the proofs above mean something.
 #[test]
-fn without_forwarding_a_real_postfix_judges_replyfix_issue5() {
+fn without_forwarding_a_real_postfix_judges_replyfix() {
     let Some(bin) = postfix_command() else { return };
     let pf = start_postfix(&bin);
     for method in ["none", "xclient"] {

@@ -1,6 +1,6 @@
 //! Integration tests of the relay: the real `replyfix serve` binary between a
 //! raw test client and a scripted fake upstream (tests/common). Test names
-//! say the behaviour; comments cite the PROTOCOL.md id it comes from.
+//! say the behaviour; comments cite the docs/protocol.md id it comes from.
 
 mod common;
 
@@ -73,7 +73,7 @@ fn quick_start_flags_and_a_config_file_give_the_same_proxy() {
 
 #[test]
 fn untouched_commands_and_replies_pass_through_byte_exact() {
-    // DESIGN invariant 1.
+    // docs/architecture.md invariant 1.
     let up = FakeUpstream::with_script(|cmd| match cmd {
         c if c.starts_with("VRFY") => Step::reply("252-2.0.0 first line\r\n252 2.0.0 Cannot VRFY"),
         _ => Step::Default,

@@ -1,4 +1,4 @@
-//! SMTP smuggling suite (PROTOCOL.md D1, D2; CVE-2023-51764/51765/51766):
+//! SMTP smuggling suite (docs/protocol.md D1, D2; CVE-2023-51764/51765/51766):
 //! each of the eleven end-of-data variants that are *not* an end, followed
 //! by a smuggled `MAIL/RCPT/DATA`, sent through the real `replyfix` binary
 //! to (a) Postfix `smtp-sink` as a strict upstream and (b) a deliberately

@@ -1,4 +1,4 @@
-//! TLS on both legs, end to end (PROTOCOL.md T1–T7): real clients (openssl
+//! TLS on both legs, end to end (docs/protocol.md T1–T7): real clients (openssl
 //! s_client, swaks, curl, Python smtplib) on the client leg, and a scripted
 //! upstream that speaks STARTTLS with certificates made here (rcgen): a CA,
 //! a good leaf, an expired leaf, a wrong-name leaf and one from an unknown CA.

@@ -1,5 +1,5 @@
 //! Log output: the tracing subscriber (text on a terminal, JSON on request)
-//! and how envelope addresses appear in logs (PROTOCOL.md L3).
+//! and how envelope addresses appear in logs (docs/protocol.md L3).
 //!
 //! Never logs message content or SASL data (L1, L2): this module only
 //! formats what the session driver hands it, already escaped (L4).

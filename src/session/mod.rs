@@ -568,7 +568,7 @@ mod tests {
     use super::*;
 
     /// An idle session's memory is mostly its future: keep the setup's large
-    /// state (TLS, reply buffers) boxed out of it (issue: ≤ 4 KiB per idle
+    /// state (TLS, reply buffers) boxed out of it (bench/README.md: ≤ 4 KiB per idle
     /// session). Measured, not timed.
     #[tokio::test]
     async fn a_session_future_stays_small() {

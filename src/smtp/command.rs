@@ -2,7 +2,7 @@
 //!
 //! [`classify`] reads one command line (without judging it) and says what
 //! kind of command it is; the kind becomes the rule context of the reply that
-//! answers it (PROTOCOL.md P1). Arguments are bytes (P5); only the ones the
+//! answers it (docs/protocol.md P1). Arguments are bytes (P5); only the ones the
 //! relay needs are parsed (the BDAT count, the AUTH mechanism and whether it
 //! carries an initial response).
 

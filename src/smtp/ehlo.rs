@@ -10,8 +10,8 @@
 //! It must never touch the greeting line, rewrite the text of a line it
 //! keeps, or decide *which* keywords to drop or add: that is the caller's
 //! policy. A reply it does not change is not rebuilt, so the relay writes the
-//! original bytes (DESIGN: "EHLO replies are edited only in their capability
-//! lines").
+//! original bytes (docs/architecture.md: EHLO replies are edited only in their
+//! capability lines).
 
 use crate::smtp::reply::{Reply, ReplyCode};
 

@@ -1,4 +1,4 @@
-//! Escaping of network text for logs and terminals (PROTOCOL.md L4).
+//! Escaping of network text for logs and terminals (docs/protocol.md L4).
 //!
 //! Every field that came from the network goes through [`escape`] before it
 //! reaches a log record: printable ASCII passes, everything else (control

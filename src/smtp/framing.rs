@@ -121,7 +121,7 @@ fn find_lf(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
-/// PROTOCOL.md D1: the eleven byte sequences that look like an end of data
+/// docs/protocol.md D1: the eleven byte sequences that look like an end of data
 /// to some implementation but are *not* one here (name, bytes). Spaces in a
 /// name only separate tokens: `CRLF.CR CRLF` is `\r\n.\r\r\n`. Shared by the
 /// tests, the smuggling suite and the fuzz targets.

@@ -2,9 +2,9 @@
 //!
 //! [`ReplyParser`] is an incremental framer: feed it bytes in any chunking and
 //! it hands back complete [`Reply`] values. A reply that nobody rewrites is
-//! written back from [`Reply::raw`], byte for byte (DESIGN.md invariant 1); a
+//! written back from [`Reply::raw`], byte for byte (docs/architecture.md, invariant 1); a
 //! rewritten one is built by [`Reply::rewrite`], which puts the new code and
-//! enhanced code on every line (PROTOCOL.md W1).
+//! enhanced code on every line (docs/protocol.md W1).
 //!
 //! Text is bytes, never assumed UTF-8 (P5). Every buffer is bounded (R1): a
 //! line longer than [`ReplyLimits::max_line`] is truncated (the rest of it is

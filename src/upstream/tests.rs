@@ -16,7 +16,7 @@ const T: SetupTimeouts = SetupTimeouts {
 
 /// Every session's setup allocates this future; its TLS and EHLO parts
 /// are boxed, so the plain path stays small (a burst of 1,000
-/// connections held 6 KiB each of it before: issue 6, idle memory).
+/// connections held 6 KiB each of it before: docs/reliability.md, idle memory).
 #[test]
 fn the_setup_future_stays_small() {
     let tls = UpstreamTlsContext::new(&UpstreamTls::default()).unwrap();

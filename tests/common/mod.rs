@@ -521,7 +521,7 @@ pub fn explained_batch(
     answers
 }
 
-/// A reply as replyfix's logs show it (PROTOCOL L4: `\xNN` escapes).
+/// A reply as replyfix's logs show it (docs/protocol.md L4: `\xNN` escapes).
 pub fn escaped(reply: &str) -> String {
     reply
         .bytes()
