@@ -824,11 +824,22 @@ fn upstream_unreachable_gives_421_441_greeting_and_close() {
     // F2
     let rf = Replyfix::start(closed_port_addr(), ServeOptions::default().config());
     let mut c = rf.connect();
+    let reply = c.read_reply();
     assert_eq!(
-        c.read_reply(),
+        reply,
         format!("421 4.4.1 {PROXY_HOSTNAME} upstream unavailable, try again later\r\n")
     );
     c.expect_closed();
+    // The session record counts the bytes of replyfix's own 421.
+    let closed = rf.wait_for_record("session closed");
+    assert_eq!(
+        field(&closed, "end").as_deref(),
+        Some("upstream_unavailable")
+    );
+    assert_eq!(
+        field(&closed, "bytes_to_client"),
+        Some(reply.len().to_string())
+    );
 }
 
 #[test]

@@ -6,10 +6,14 @@
 
 pub mod batch;
 
+use std::fmt;
 use std::io::IsTerminal;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::Writer;
 
 pub use self::batch::FlushGuard;
 
@@ -82,11 +86,97 @@ pub fn init(logging: &Logging, format_override: Option<LogFormat>) -> FlushGuard
     let result = if json {
         builder.json().flatten_event(true).try_init()
     } else {
-        builder.try_init()
+        builder.fmt_fields(QuotedFields).try_init()
     };
     // A subscriber may already be installed (tests); that is fine.
     let _ = result;
     guard
+}
+
+/// Text-log fields as `key=value`, the value quoted (`key="a b"`, with `\`
+/// and `"` escaped) when it is empty or holds a space, `"`, `=` or `\`, so
+/// every record splits into fields unambiguously (logfmt). The message is
+/// written as it is, first.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QuotedFields;
+
+impl<'a> MakeVisitor<Writer<'a>> for QuotedFields {
+    type Visitor = QuotedVisitor<'a>;
+
+    fn make_visitor(&self, writer: Writer<'a>) -> Self::Visitor {
+        QuotedVisitor {
+            writer,
+            empty: true,
+            result: Ok(()),
+        }
+    }
+}
+
+/// The visitor of [`QuotedFields`].
+pub struct QuotedVisitor<'a> {
+    writer: Writer<'a>,
+    empty: bool,
+    result: fmt::Result,
+}
+
+impl QuotedVisitor<'_> {
+    fn write(&mut self, field: &Field, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let pad = if self.empty { "" } else { " " };
+        self.empty = false;
+        self.result = if field.name() == "message" {
+            write!(self.writer, "{pad}{value}")
+        } else {
+            write!(self.writer, "{pad}{}={}", field.name(), quoted(value))
+        };
+    }
+}
+
+/// `value`, or `value` in double quotes with `\` and `"` escaped when it
+/// would not read back as one field.
+pub fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !value.is_empty()
+        && !value
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'=' | b'\\'));
+    if plain {
+        return value.into();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out.into()
+}
+
+impl Visit for QuotedVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.write(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        self.write(field, &text);
+    }
+}
+
+impl VisitOutput<fmt::Result> for QuotedVisitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.result
+    }
+}
+
+impl VisitFmt for QuotedVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        &mut self.writer
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +198,53 @@ mod tests {
         assert_ne!(x, b.show(b"alice@example.com"));
         assert!(x.starts_with("h:") && x.ends_with("@example.com"));
         assert!(!x.contains("alice"));
+    }
+
+    #[test]
+    fn text_values_with_spaces_are_quoted_and_plain_ones_are_not() {
+        assert_eq!(quoted("none"), "none");
+        assert_eq!(
+            quoted("530 5.7.1 no such user"),
+            "\"530 5.7.1 no such user\""
+        );
+        assert_eq!(quoted(""), "\"\"");
+        assert_eq!(quoted("a=b"), "\"a=b\"");
+        assert_eq!(quoted(r#"say "hi"\x0D"#), r#""say \"hi\"\\x0D""#);
+    }
+
+    #[test]
+    fn a_text_record_splits_into_its_fields() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || out.clone())
+            .fmt_fields(QuotedFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let original = "530 The message cannot be delivered";
+            tracing::info!(rule = "config-error", original = %original, count = 2, "reply rewritten");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(
+                "reply rewritten rule=config-error original=\"530 The message cannot be delivered\" count=2"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -182,7 +182,10 @@ pub async fn run(
                 "upstream unavailable"
             );
             let reply = e.client_reply(&ctx.core.hostname);
-            let _ = timeout(Duration::from_secs(10), client.write_all(reply.as_bytes())).await;
+            let sent = timeout(Duration::from_secs(10), client.write_all(reply.as_bytes())).await;
+            if matches!(sent, Ok(Ok(()))) {
+                stats.to_client += reply.len() as u64;
+            }
             client.shutdown().await;
             let reason = match e {
                 UpstreamFailure::Unreachable(_) => {
