@@ -97,6 +97,16 @@ enum PolicyArg {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// See replyfix at work: a sample upstream that misuses 530, replyfix in
+    /// front of it, and what the client gets (no other software needed).
+    Demo {
+        /// Where replyfix listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        listen: SocketAddr,
+        /// Stop after the walk-through instead of waiting for your client.
+        #[arg(long)]
+        once: bool,
+    },
     /// Run the proxy.
     Serve(ServeArgs),
     /// Validate a configuration and its rules; print a summary.
@@ -189,6 +199,7 @@ fn emit(args: std::fmt::Arguments<'_>) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Cmd::Demo { listen, once } => demo(listen, once),
         Cmd::Serve(args) => serve(args),
         Cmd::Check { config, rules } => check(config, rules),
         Cmd::Explain {
@@ -320,6 +331,49 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
         server.shutdown().await;
         tracing::info!("replyfix stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replyfix demo`: the sample upstream, replyfix in front of it, the
+/// walk-through on stdout, then (without `--once`) both keep running for
+/// the user's own client until Ctrl-C.
+fn demo(listen: SocketAddr, once: bool) -> Result<ExitCode> {
+    use replyfix::demo::{Demo, capture::Captured, report, try_it};
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let captured = Captured::default();
+    // Rewrite records are shown by the demo; warnings and errors still go
+    // to stderr.
+    let _ = tracing_subscriber::registry()
+        .with(captured.layer())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+        )
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let demo = Demo::start(listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\n(another process on {listen}? try: replyfix demo --listen 127.0.0.1:2526)"
+            )
+        })?;
+        let shown = demo.walk(&captured).await?;
+        let rules = demo.server.rules.load().version().to_string();
+        out!("{}", report(&shown, demo.upstream.addr, demo.addr, &rules));
+        if !once {
+            out!("{}", try_it(demo.addr));
+            captured.echo();
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        demo.server.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
