@@ -547,3 +547,150 @@ fn real_refusal_texts_recoded_to_530_map_to_their_class_and_legitimate_530s_stay
         100.0 * MIN_ACCURACY
     );
 }
+
+// ------------------------------------------------------------ precedence
+
+/// Remedies of authentication or TLS, as servers word them.
+const REMEDIES: &[&str] = &[
+    "please use authenticated SMTP",
+    "Please turn on SMTP Authentication in your mail client.",
+    "Authentication required",
+    "You must authenticate first",
+    "Client was not authenticated",
+    "relaying without authentication is not permitted",
+    "Must issue a STARTTLS command first",
+];
+
+/// Every real refusal text (of any label) in the same reply as each remedy
+/// of authentication or TLS, in both line orders, with and without its
+/// enhanced code, at each command but AUTH, before a login: the 530 is
+/// never remapped (docs/rules.md "Precedence", step 3).
+#[test]
+fn a_remedy_anywhere_keeps_the_530_whatever_real_refusal_shares_the_reply() {
+    let mut judged = 0u32;
+    let mut remapped = Vec::new();
+    for refusal in refusal_texts() {
+        for remedy in REMEDIES {
+            for remedy_first in [false, true] {
+                let mut lines = refusal.lines.clone();
+                if remedy_first {
+                    lines.insert(0, (*remedy).to_string());
+                } else {
+                    lines.push((*remedy).to_string());
+                }
+                let combined = Text {
+                    lines,
+                    enhanced: refusal.enhanced,
+                };
+                for enhanced in [refusal.enhanced, None] {
+                    let reply = recode(&combined, enhanced);
+                    for command in [
+                        CommandKind::Mail,
+                        CommandKind::Rcpt,
+                        CommandKind::DataEnd,
+                        CommandKind::Other,
+                    ] {
+                        judged += 1;
+                        let verdict = RULES.judge(&reply, &facts(command, false, false));
+                        if verdict.action() == Some(Action::Remap) {
+                            remapped.push(format!(
+                                "{} at {command} -> {:?}: {}",
+                                reply.text_lossy(" | "),
+                                verdict.rule(),
+                                outcome(verdict.reply(&reply))
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(judged > 10_000, "only {judged} combinations judged");
+    assert!(
+        remapped.is_empty(),
+        "{} of {judged} replies with a remedy remapped, e.g.:\n{}",
+        remapped.len(),
+        remapped[..remapped.len().min(20)].join("\n")
+    );
+}
+
+/// The ambiguous "configuration error" line.
+const CONFIG_ERROR: &str = "The message cannot be delivered due to a configuration error on the server. Please contact your Administrator.";
+
+/// Every real refusal text a specific rule maps to its class keeps that
+/// outcome when the reply also carries the ambiguous "configuration error"
+/// line, before or after it: specific beats ambiguous (docs/rules.md
+/// "Precedence", step 6).
+#[test]
+fn a_specific_refusal_keeps_its_class_beside_the_configuration_error_line() {
+    let mut excluded = BTreeMap::new();
+    let mut cases = bounce_cases(&mut excluded);
+    cases.extend(corpus_cases(&corpus(), &mut excluded));
+    let (mut judged, mut changed) = (0u32, Vec::new());
+    for case in &cases {
+        let (cmd, tls, auth) = case.facts;
+        let f = facts(cmd, tls, auth);
+        for enhanced in [case.text.enhanced, None] {
+            let alone = recode(&case.text, enhanced);
+            let verdict = RULES.judge(&alone, &f);
+            // Only what a specific rule gets right alone: the generic 5.7.x
+            // (whose 5.7.1 the configuration error shares) and a reply
+            // left unchanged are not specific evidence.
+            if !case.class.fits(&verdict, verdict.reply(&alone))
+                || matches!(verdict.rule(), None | Some("enhanced-refused"))
+            {
+                continue;
+            }
+            let want = outcome(verdict.reply(&alone));
+            for config_first in [false, true] {
+                let mut lines = case.text.lines.clone();
+                if config_first {
+                    lines.insert(0, CONFIG_ERROR.to_string());
+                } else {
+                    lines.push(CONFIG_ERROR.to_string());
+                }
+                let both = recode(
+                    &Text {
+                        lines,
+                        enhanced: case.text.enhanced,
+                    },
+                    enhanced,
+                );
+                judged += 1;
+                let v = RULES.judge(&both, &f);
+                let got = outcome(v.reply(&both));
+                if got != want {
+                    changed.push(format!(
+                        "{} at {cmd}: alone {want}, with the configuration error {got} ({:?})",
+                        case.source,
+                        v.rule()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(judged > 500, "only {judged} combinations judged");
+    assert!(
+        changed.is_empty(),
+        "{} of {judged} changed:\n{}",
+        changed.len(),
+        changed.join("\n")
+    );
+}
+
+static RULES: std::sync::LazyLock<RuleSet> = std::sync::LazyLock::new(RuleSet::builtin);
+
+/// The refusal texts of the bounce fixture, every label.
+fn refusal_texts() -> &'static [Text] {
+    static TEXTS: std::sync::LazyLock<Vec<Text>> = std::sync::LazyLock::new(|| {
+        let bounces: Bounces = serde_saphyr::from_str(&read_fixture("phrases/bounces.yaml"))
+            .expect("bounces.yaml parses");
+        bounces
+            .items
+            .into_iter()
+            .filter_map(|i| i.reply.filter(|r| !r.trim().is_empty()))
+            .map(|r| split_text(&r))
+            .collect()
+    });
+    &TEXTS
+}
