@@ -186,7 +186,7 @@ fn explain_into_a_closed_pipe_ends_quietly() {
     assert!(out.status.success(), "{err}");
 }
 
-// ------------------------------------------------------------ issue: rules that generalise
+// ------------------------------------------------------------ the precedence of the built-in rules
 //
 // One test per kind of decision the precedence (docs/rules.md
 // "Precedence") makes, each over a generated mix of wordings, through the
