@@ -185,3 +185,249 @@ fn explain_into_a_closed_pipe_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.success(), "{err}");
 }
+
+// ------------------------------------------------------------ the precedence of the built-in rules
+//
+// One test per kind of decision the precedence (docs/rules.md
+// "Precedence") makes, each over a generated mix of wordings, through the
+// `replyfix explain` binary.
+
+/// Lines of a reply as `explain` gives it on the wire: (code, enhanced, text).
+fn wire_lines(wire: &str) -> Vec<(String, Option<String>, String)> {
+    wire.split_terminator("\r\n")
+        .map(|l| {
+            let code = l.get(..3).unwrap_or("").to_string();
+            let rest = l.get(4..).unwrap_or("");
+            match rest.split_once(' ') {
+                Some((e, t)) if e.split('.').count() == 3 && e.starts_with(['2', '4', '5']) => {
+                    (code, Some(e.to_string()), t.to_string())
+                }
+                _ => (code, None, rest.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Every line carries `code` (and `enhanced`, when given).
+fn all_lines(wire: &str, code: &str, enhanced: Option<&str>) -> bool {
+    let lines = wire_lines(wire);
+    !lines.is_empty()
+        && lines
+            .iter()
+            .all(|(c, e, _)| c == code && enhanced.is_none_or(|want| e.as_deref() == Some(want)))
+}
+
+/// Kept as a 530 with a last line that explains it.
+fn kept_with_hint(wire: &str) -> bool {
+    all_lines(wire, "530", None)
+        && wire_lines(wire)
+            .last()
+            .is_some_and(|(_, _, t)| t.starts_with("replyfix:"))
+}
+
+#[test]
+fn explain_maps_a_530_by_its_enhanced_code_when_the_words_say_nothing() {
+    // Neutral texts (a tracking id, a URL, an address) with each specific
+    // enhanced code: the code alone decides (RFC 3463).
+    let neutral = [
+        "<someone@example.org>",
+        "https://support.example/answer?id=6596 ad1si1997204pbd.83 - gsmtp",
+        "id=4f2a-19",
+    ];
+    let table = [
+        ("rcpt", "5.1.1", "550", "5.1.1"),
+        ("rcpt", "5.1.2", "550", "5.1.2"),
+        ("rcpt", "5.1.6", "550", "5.1.6"),
+        ("rcpt", "5.1.3", "550", "5.1.0"),
+        ("rcpt", "5.2.1", "550", "5.2.1"),
+        ("rcpt", "5.7.13", "550", "5.2.1"),
+        ("rcpt", "5.2.2", "552", "5.2.2"),
+        ("data_end", "5.2.2", "552", "5.2.2"),
+        ("mail", "5.1.8", "553", "5.1.8"),
+        ("mail", "5.1.1", "550", "5.1.0"),
+        ("rcpt", "5.7.606", "550", "5.7.1"),
+    ];
+    for command in ["rcpt", "mail", "data_end"] {
+        let cases: Vec<(String, &str, &str)> = table
+            .iter()
+            .filter(|(c, ..)| *c == command)
+            .flat_map(|(_, esc, code, want)| {
+                neutral
+                    .iter()
+                    .map(move |t| (format!("530 {esc} {t}"), *code, *want))
+            })
+            .collect();
+        let replies: Vec<&str> = cases.iter().map(|(r, ..)| r.as_str()).collect();
+        let answers = explained_batch(command, 0, false, &replies);
+        for ((reply, code, want), (wire, rule)) in cases.iter().zip(&answers) {
+            assert!(
+                all_lines(wire, code, Some(want)),
+                "{reply} at {command}: want {code} {want}, got {wire:?} by {rule:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn explain_keeps_a_blocklisted_dynamic_address_told_to_authenticate_a_530() {
+    // The ISP-relay scenario: whatever the refusal says, a remedy of
+    // authentication anywhere keeps the 530 with its hint.
+    let refusals = [
+        "Your IP 192.0.2.7 is listed in the PBL",
+        "Service unavailable; client host [192.0.2.7] blocked using zen.example.net",
+        "192.0.2.7 is a dynamic address",
+        "Relaying denied for 192.0.2.7",
+    ];
+    let remedies = [
+        "please use authenticated SMTP",
+        "Please turn on SMTP authentication in your mail client",
+        "you must authenticate first",
+        "relaying without authentication is not permitted",
+    ];
+    let mut replies = Vec::new();
+    for r in refusals {
+        for m in remedies {
+            replies.push(format!("530 5.7.1 {r}; {m}"));
+            replies.push(format!("530-5.7.1 {r} | 530 5.7.1 {m}"));
+            replies.push(format!("530-{m} | 530 {r}"));
+        }
+    }
+    let refs: Vec<&str> = replies.iter().map(String::as_str).collect();
+    for command in ["mail", "rcpt"] {
+        for (reply, (wire, rule)) in refs.iter().zip(explained_batch(command, 0, false, &refs)) {
+            assert!(kept_with_hint(&wire), "{reply} at {command}: {wire:?}");
+            assert_eq!(rule.as_deref(), Some("auth-required"), "{reply}");
+            assert!(wire.contains("SMTP authentication (AUTH)"), "{wire:?}");
+        }
+    }
+    // Without the remedy the same refusals are remapped (a control).
+    let bare: Vec<String> = refusals.iter().map(|r| format!("530 5.7.1 {r}")).collect();
+    let bare: Vec<&str> = bare.iter().map(String::as_str).collect();
+    for (reply, (wire, _)) in bare.iter().zip(explained_batch("rcpt", 0, false, &bare)) {
+        assert!(all_lines(&wire, "554", Some("5.7.1")), "{reply}: {wire:?}");
+    }
+}
+
+#[test]
+fn explain_gives_535_for_a_failed_login_at_auth_and_keeps_tls_first() {
+    let failed = [
+        "530 5.7.3 Authentication unsuccessful",
+        "530 Invalid username or password",
+        "530-5.7.8 Username and Password not accepted. Learn more at | 530 5.7.8 https://support.example/auth",
+        "530 5.7.8 Error: authentication",
+        "530 Login failed",
+        "530 Authentication credentials invalid",
+    ];
+    let answers = explained_batch("auth", 0, false, &failed);
+    for (reply, (wire, rule)) in failed.iter().zip(&answers) {
+        assert!(
+            all_lines(wire, "535", Some("5.7.8")),
+            "{reply}: {wire:?} by {rule:?}"
+        );
+    }
+    // The same words at MAIL are not a login (e.g. an SPF "authentication").
+    let at_mail = explained_batch("mail", 0, false, &failed[..2]);
+    for (wire, _) in &at_mail {
+        assert!(!wire.starts_with("535"), "{wire:?}");
+    }
+    // TLS first at AUTH stays a 530 (RFC 3207; not rewritten to 538).
+    let tls_first = [
+        "530 5.7.0 Must issue a STARTTLS command first",
+        "530 5.7.11 Encryption required for requested authentication mechanism",
+        "530 TLS required",
+    ];
+    for (reply, (wire, _)) in tls_first
+        .iter()
+        .zip(explained_batch("auth", 0, false, &tls_first))
+    {
+        assert!(kept_with_hint(&wire), "{reply}: {wire:?}");
+        assert!(wire.contains("STARTTLS"), "{wire:?}");
+    }
+    // A request for a stronger login is not a wrong password.
+    let stronger = [
+        "530-5.7.9 Application-specific password required. | 530 5.7.9 https://support.example/apppass",
+        "530 5.7.9 Authentication mechanism is too weak",
+    ];
+    for (reply, (wire, _)) in stronger
+        .iter()
+        .zip(explained_batch("auth", 0, false, &stronger))
+    {
+        assert!(all_lines(&wire, "530", None), "{reply}: {wire:?}");
+    }
+}
+
+#[test]
+fn explain_lets_a_specific_line_beat_the_ambiguous_configuration_error() {
+    const CONFIG: &str = "The message cannot be delivered due to a configuration error on the server. Please contact your Administrator.";
+    let specific = [
+        (
+            "<nobody@example.org>: Recipient address rejected: User unknown",
+            "550",
+            "5.1.1",
+        ),
+        (
+            "The email account that you tried to reach does not exist.",
+            "550",
+            "5.1.1",
+        ),
+        ("Mailbox full", "552", "5.2.2"),
+        (
+            "Client host [192.0.2.7] blocked using zen.example.net",
+            "554",
+            "5.7.1",
+        ),
+        ("Relay access denied", "554", "5.7.1"),
+    ];
+    let mut cases = Vec::new();
+    for (line, code, esc) in specific {
+        cases.push((format!("530-5.7.1 {CONFIG} | 530 5.7.1 {line}"), code, esc));
+        cases.push((format!("530-5.7.1 {line} | 530 5.7.1 {CONFIG}"), code, esc));
+    }
+    let replies: Vec<&str> = cases.iter().map(|(r, ..)| r.as_str()).collect();
+    for command in ["rcpt", "data_end"] {
+        for ((reply, code, esc), (wire, rule)) in cases
+            .iter()
+            .zip(explained_batch(command, 0, false, &replies))
+        {
+            assert!(
+                all_lines(&wire, code, Some(esc)),
+                "{reply} at {command}: want {code} {esc}, got {wire:?} by {rule:?}"
+            );
+            assert_ne!(rule.as_deref(), Some("config-error-ambiguous"));
+        }
+    }
+    // Alone, the configuration error is still the ambiguous 554 5.0.0.
+    let (wire, _) = explained_batch("rcpt", 0, false, &[&format!("530 5.7.1 {CONFIG}")]).remove(0);
+    assert!(wire.starts_with("554-5.0.0"), "{wire:?}");
+}
+
+#[test]
+fn explain_after_a_successful_auth_keeps_a_530_asking_for_stronger_authentication() {
+    let stronger = [
+        "530 5.7.0 Stronger authentication required for this sender",
+        "530 5.7.9 Authentication mechanism is too weak",
+        "530-5.7.9 Application-specific password required. | 530 5.7.9 https://support.example/apppass",
+        "530 Please log in with your web browser and then try again",
+        "530 5.7.0 Further authentication required",
+        "530 5.7.11 Encryption required for requested authentication mechanism",
+    ];
+    for command in ["mail", "rcpt"] {
+        for (reply, (wire, rule)) in stronger
+            .iter()
+            .zip(explained_batch(command, 0, true, &stronger))
+        {
+            assert!(
+                kept_with_hint(&wire),
+                "{reply} at {command}: {wire:?} by {rule:?}"
+            );
+        }
+    }
+    // A refusal after a login is still a refusal by policy.
+    let refusals = ["530 Access denied", "530 5.7.0 Authentication required"];
+    for (reply, (wire, _)) in refusals
+        .iter()
+        .zip(explained_batch("rcpt", 0, true, &refusals))
+    {
+        assert!(all_lines(&wire, "554", Some("5.7.1")), "{reply}: {wire:?}");
+    }
+}

@@ -121,6 +121,82 @@ fn by_rule(rule: &str) -> Option<Advice> {
             "The server refused after a successful login, so this is a policy refusal, not a password problem.",
             "Ask the server's administrator which limit or policy applies to the account (sending quota, allowed senders).",
         ),
+        "auth-temporary-failure" => a(
+            "The server could not check the login just now; the credentials may well be right.",
+            "Try again later; if it persists, ask the server's administrator about its authentication service.",
+        ),
+        "auth-failed" | "auth-failed-enhanced" => a(
+            "The server did not accept the user name or password (a failed login, RFC 4954 535).",
+            "Check the account name and password (or application password) configured in the sending client.",
+        ),
+        "sender-authentication-failed" => a(
+            "The message failed the sender domain's e-mail authentication (SPF, DKIM, DMARC); this is not about the SMTP login.",
+            "Fix SPF and DKIM for the sender domain so that at least one passes aligned with the From: domain.",
+        ),
+        "auth-required-after-login" => a(
+            "The login succeeded but the server wants a stronger or further authentication (another mechanism, an application password, a web login).",
+            "Use the login method the server names (often an application password or OAuth) in the sending client.",
+        ),
+        "sender-domain-unknown-at-mail" => a(
+            "The recipient's server could not find the sender's domain.",
+            "Fix the sender address (or the domain's DNS records) so the envelope sender's domain resolves.",
+        ),
+        "recipient-domain-unknown" | "enhanced-recipient-domain" => a(
+            "The recipient's domain does not exist or has no mail server.",
+            "Check the domain part of the recipient address for typos.",
+        ),
+        "recipient-domain-accepts-no-mail" => a(
+            "The recipient's domain declares that it accepts no mail (null MX, RFC 7505).",
+            "Ask the recipient for an address at a domain that receives mail.",
+        ),
+        "mailbox-disabled" | "enhanced-mailbox-disabled" => a(
+            "The recipient's mailbox exists but is disabled, suspended or inactive.",
+            "Reach the recipient another way; resending to this address will not help until they reactivate it.",
+        ),
+        "mailbox-moved" | "enhanced-mailbox-moved" => a(
+            "The recipient is not (or no longer) on that server.",
+            "Ask the recipient for their current address.",
+        ),
+        "message-format-rejected" => a(
+            "The recipient's server refused the message for its form (headers, MIME, RFC 5322 rules).",
+            "Check the sending software: headers such as From: must be well formed (one address, valid syntax).",
+        ),
+        "recipient-rejected" => a(
+            "The recipient's server refused this recipient address without giving a more specific reason.",
+            "Check the recipient address; if it is right, ask the recipient's administrator why it is refused.",
+        ),
+        "message-rejected-after-data" => a(
+            "The recipient's server refused the message after reading it (content or local rules).",
+            "Ask the recipient's administrator which rule refused it; retrying unchanged will not help.",
+        ),
+        "refused-at-connection" => a(
+            "The server refused the connection itself, before any address was given: it refuses the sending server.",
+            "The sending server's operator should check its IP reputation and blocklists, or relay through another server.",
+        ),
+        "refused-at-mail" | "enhanced-refused" => a(
+            "The server refused by its security or policy rules, not because a login is missing.",
+            "Ask the server's administrator which policy refused the sender or the sending server.",
+        ),
+        "enhanced-sender-domain" | "enhanced-sender-address" => a(
+            "The server refused the sender address (its enhanced status code says so).",
+            "Check the envelope sender address and its domain's DNS records.",
+        ),
+        "enhanced-recipient-unknown" | "enhanced-recipient-address" => a(
+            "The recipient address was refused as unknown or invalid (its enhanced status code says so).",
+            "Check the recipient address for typos and ask the recipient for a working one.",
+        ),
+        "enhanced-mailbox-full" => a(
+            "The recipient's mailbox is full.",
+            "Tell the recipient by another channel, or resend later once they have made room.",
+        ),
+        "stronger-auth-or-tls-by-enhanced-code" => a(
+            "The server wants a stronger login mechanism or an encrypted connection; the 530 is legitimate.",
+            "Turn on TLS and use the strongest authentication method the sending client offers.",
+        ),
+        "auth-required-by-enhanced-code" => a(
+            "The server's status code asks the client to log in (SMTP AUTH); the 530 is legitimate.",
+            "Configure SMTP authentication (account name and password) for outgoing mail in the sending client.",
+        ),
         _ => return None,
     })
 }
