@@ -247,10 +247,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("replyfix: {e:#}");
+            eprintln!("replyfix: {}", said_once(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: a cause whose text the message
+/// already contains (errors that name their source) is not repeated.
+fn said_once(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
@@ -289,6 +303,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let mut config = match config {
         Some(path) => Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None if !listen.is_empty() => {
+            check_quick_tls(&tls)?;
             let mut c = Config::quick(listen, upstream).map_err(|e| anyhow::anyhow!("{e}"))?;
             apply_quick_tls(&mut c, tls);
             c
@@ -300,11 +315,30 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     if !rules.is_empty() {
         config.rules = rules;
     }
+    // Flags that change a checked setting carry the checker's warning with
+    // them, naming the flag.
+    let flag_warning = |key: &str, message: &str| replyfix::config::ConfigDiagnostic {
+        file: "command line".into(),
+        line: None,
+        column: None,
+        key: key.into(),
+        message: message.into(),
+    };
     if shadow {
         config.mode = replyfix::config::Mode::Shadow;
+        config.warnings.push(flag_warning(
+            "--shadow",
+            "shadow mode: rules are judged and logged, but no reply is rewritten",
+        ));
     }
     if let Some(listen) = admin {
         config.admin = Some(replyfix::config::AdminConfig { listen });
+        if !listen.ip().is_loopback() {
+            config.warnings.push(flag_warning(
+                "--admin",
+                "the admin endpoint is not on a loopback address; make sure only operators can reach it",
+            ));
+        }
     }
     let format = log_format.map(|f| match f {
         FormatArg::Text => LogFormat::Text,
@@ -321,7 +355,21 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        tracing::info!(rules_version = %rules.version(), rules = rules.len(), mode = ?config.mode, "replyfix starting");
+        let mode = match config.mode {
+            replyfix::config::Mode::Enforce => "enforce",
+            replyfix::config::Mode::Shadow => "shadow",
+        };
+        tracing::info!(rules_version = %rules.version(), rules = rules.len(), mode, "replyfix starting");
+        // What `check` prints as warnings, `serve` logs at start.
+        for w in &config.warnings {
+            tracing::warn!(
+                file = %w.file,
+                line = w.line.map(|l| l as u64),
+                key = %w.key,
+                "configuration: {}",
+                w.message
+            );
+        }
         let mut server = Server::start(&config, rules).await?;
         let watch = config.reload.watch.then_some(config.reload.interval);
         let mut reloader = Reloader::new(config_path, rules_override, config);
@@ -388,6 +436,45 @@ fn raise_open_files_limit() {
         Ok(soft) => tracing::info!(open_files_limit = soft, "open files limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
     }
+}
+
+/// The quick-start TLS flags, checked before anything starts: each problem
+/// names its flag and says what to give instead.
+fn check_quick_tls(tls: &QuickTls) -> Result<()> {
+    let files = [
+        (
+            "--tls-cert",
+            &tls.tls_cert,
+            "the client leg's certificate chain (PEM, leaf first)",
+        ),
+        (
+            "--tls-key",
+            &tls.tls_key,
+            "the client leg's private key (PEM)",
+        ),
+        (
+            "--upstream-ca",
+            &tls.upstream_ca,
+            "the CA bundle (PEM) that verifies the upstream",
+        ),
+    ];
+    for (flag, path, what) in files {
+        if let Some(path) = path
+            && !path.is_file()
+        {
+            bail!("{flag} {}: no such file; give {what}", path.display());
+        }
+    }
+    let encrypts = matches!(
+        tls.upstream_tls,
+        Some(PolicyArg::Encrypt | PolicyArg::Verify)
+    );
+    if tls.upstream_implicit_tls && !encrypts {
+        bail!(
+            "--upstream-implicit-tls needs --upstream-tls encrypt or verify (TLS from the first byte cannot fall back to plaintext)"
+        );
+    }
+    Ok(())
 }
 
 fn apply_quick_tls(config: &mut Config, tls: QuickTls) {

@@ -53,7 +53,7 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("admin endpoint: {0}")]
+    #[error(transparent)]
     Admin(crate::admin::AdminError),
     #[error("upstream '{name}': TLS: {source}")]
     UpstreamTls {

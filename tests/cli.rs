@@ -431,3 +431,134 @@ fn explain_after_a_successful_auth_keeps_a_530_asking_for_stronger_authenticatio
         assert!(all_lines(&wire, "554", Some("5.7.1")), "{reply}: {wire:?}");
     }
 }
+
+// ------------------------------------------------------------ serve's own errors and warnings
+
+/// Runs `replyfix serve ARGS` until it exits or `secs` pass; returns its
+/// stderr (JSON log records and the final error line).
+fn serve_briefly(args: &[&str], secs: u64) -> (Option<std::process::ExitStatus>, String) {
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    let mut child = Command::new(replyfix_bin())
+        .args(&all)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start replyfix serve");
+    let status = poll(std::time::Duration::from_secs(secs), || {
+        child.try_wait().ok().flatten()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status, err)
+}
+
+#[test]
+fn a_port_in_use_is_said_once_with_what_to_check() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let (status, err) = serve_briefly(&["--listen", &addr, "--upstream", "127.0.0.1:25"], 20);
+    assert!(status.is_some_and(|s| !s.success()), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("replyfix: listener 'default': cannot listen on"),
+        "{last}"
+    );
+    assert_eq!(
+        last.matches("Address already in use").count(),
+        1,
+        "said twice: {last}"
+    );
+    assert!(last.contains("is another process using it?"), "{last}");
+    // The admin endpoint's bind error too.
+    let free = format!("127.0.0.1:{}", free_port());
+    let (status, err) = serve_briefly(
+        &[
+            "--listen",
+            &free,
+            "--upstream",
+            "127.0.0.1:25",
+            "--admin",
+            &addr,
+        ],
+        20,
+    );
+    assert!(status.is_some_and(|s| !s.success()), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(last.matches("admin endpoint").count(), 1, "{last}");
+    assert_eq!(last.matches("Address already in use").count(), 1, "{last}");
+}
+
+#[test]
+fn a_missing_certificate_names_its_flag_once() {
+    let free = format!("127.0.0.1:{}", free_port());
+    let (status, err) = serve_briefly(
+        &[
+            "--listen",
+            &free,
+            "--upstream",
+            "127.0.0.1:25",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ],
+        20,
+    );
+    assert!(status.is_some_and(|s| !s.success()), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "replyfix: --tls-cert /nonexistent/cert.pem: no such file; give the client leg's certificate chain (PEM, leaf first)"
+    );
+}
+
+#[test]
+fn serve_logs_every_configuration_warning_at_start() {
+    let free = format!("127.0.0.1:{}", free_port());
+    let admin = format!("0.0.0.0:{}", free_port());
+    let (status, err) = serve_briefly(
+        &[
+            "--listen",
+            &free,
+            "--upstream",
+            "mx.example.net:25",
+            "--shadow",
+            "--admin",
+            &admin,
+        ],
+        3,
+    );
+    assert!(status.is_none(), "serve exited: {err}");
+    let records: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let warnings: Vec<String> = records
+        .iter()
+        .filter(|r| r["level"] == "WARN")
+        .filter_map(|r| r["message"].as_str().map(str::to_string))
+        .collect();
+    for needle in [
+        "shadow mode",
+        "admin endpoint is not on a loopback address",
+        "in plaintext",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(needle)),
+            "no warning about {needle:?}: {warnings:#?}"
+        );
+    }
+    let starting = records
+        .iter()
+        .find(|r| r["message"] == "replyfix starting")
+        .expect("start record");
+    assert_eq!(starting["mode"], "shadow");
+}
