@@ -46,9 +46,26 @@ pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// Says, in the test run's own output (not captured, so it shows without
+/// `--nocapture`), that the running test is skipped and why:
+/// `SKIPPED tests::name: swaks not installed (...)`.
+pub fn report_skip(why: &str) {
+    use std::io::Write as _;
+    let test = thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    // Straight to the process's stderr: libtest captures `eprintln!` of a
+    // passing test, and a skip must be seen.
+    let _ = writeln!(
+        io::stderr().lock(),
+        "SKIPPED {test}: {why} (.ci/run installs every tool the suite needs)"
+    );
+}
+
 /// Finds `name` on PATH (plus the sbin directories, where Postfix keeps
 /// `smtp-sink` and `smtp-source`). Under `CI=true` a missing tool panics;
-/// otherwise it prints `skipped: NAME not installed` and returns `None`, and
+/// otherwise it reports the skip ([`report_skip`]) and returns `None`, and
 /// the test returns early.
 pub fn tool(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
@@ -64,7 +81,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             !under_ci(),
             "{name} is not installed but CI=true: .ci/run must install it"
         );
-        eprintln!("skipped: {name} not installed");
+        report_skip(&format!("{name} not installed"));
     }
     found
 }

@@ -27,7 +27,7 @@ pub fn postfix_command() -> Option<PathBuf> {
             !under_ci(),
             "a private Postfix instance needs root; CI runs as root"
         );
-        eprintln!("skipped: a private Postfix instance needs root");
+        super::report_skip("a private Postfix instance needs root");
         return None;
     }
     Some(bin)
