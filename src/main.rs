@@ -253,6 +253,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The mode as a configuration file writes it.
+fn mode_name(mode: replyfix::config::Mode) -> &'static str {
+    match mode {
+        replyfix::config::Mode::Enforce => "enforce",
+        replyfix::config::Mode::Shadow => "shadow",
+    }
+}
+
 /// The error and its causes, each said once: a cause whose text the message
 /// already contains (errors that name their source) is not repeated.
 fn said_once(e: &anyhow::Error) -> String {
@@ -355,10 +363,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let mode = match config.mode {
-            replyfix::config::Mode::Enforce => "enforce",
-            replyfix::config::Mode::Shadow => "shadow",
-        };
+        let mode = mode_name(config.mode);
         tracing::info!(rules_version = %rules.version(), rules = rules.len(), mode, "replyfix starting");
         // What `check` prints as warnings, `serve` logs at start.
         for w in &config.warnings {
@@ -515,11 +520,11 @@ fn check(config: Option<PathBuf>, rules: Vec<PathBuf>) -> Result<ExitCode> {
                     eprintln!("warning: {w}");
                 }
                 out!(
-                    "config {}: {} listener(s), {} upstream(s), mode {:?}",
+                    "config {}: {} listener(s), {} upstream(s), mode {}",
                     path.display(),
                     c.listeners.len(),
                     c.upstreams.len(),
-                    c.mode
+                    mode_name(c.mode)
                 );
                 for l in &c.listeners {
                     out!(

@@ -51,10 +51,7 @@ pub fn under_ci() -> bool {
 /// `SKIPPED tests::name: swaks not installed (...)`.
 pub fn report_skip(why: &str) {
     use std::io::Write as _;
-    let test = thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_string();
+    let test = thread::current().name().unwrap_or("a test").to_string();
     // Straight to the process's stderr: libtest captures `eprintln!` of a
     // passing test, and a skip must be seen.
     let _ = writeln!(

@@ -1,0 +1,290 @@
+//! The commands the README and docs/rules.md show, run against the binary.
+//!
+//! Every command line in their shell blocks (```` ```sh ````) must be in
+//! [`EXPECTED`], with the lines its output must contain (outputs that can
+//! drift are checked for their key lines only); a command shown there and
+//! not listed here fails the test, so the docs cannot show a command nobody
+//! ran. Commands that install or run the whole suite are listed as not run,
+//! with the reason; `serve` and `demo` are run the way a reader would, on
+//! free loopback ports, and stopped.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, poll, replyfix_bin, run_bounded};
+
+/// What a documented command must do.
+enum Expect {
+    /// Exit 0, and stdout holds each of these.
+    Prints(&'static [&'static str]),
+    /// A long-running command: it must still be running after start-up and
+    /// have logged each of these (JSON records' messages).
+    Runs(&'static [&'static str]),
+    /// Not run by this test, and why.
+    NotRun(&'static str),
+}
+
+/// Each documented command (as written, after `$ ` and without a trailing
+/// `# comment`) and what it must do.
+const EXPECTED: &[(&str, Expect)] = &[
+    (
+        "cargo run --release -- demo",
+        Expect::Prints(&["(530 -> 550 5.1.1)", "(kept, with a hint)", "(unchanged)"]),
+    ),
+    (
+        "cargo install --path .",
+        Expect::NotRun("installs into ~/.cargo/bin"),
+    ),
+    (
+        "replyfix serve --listen 127.0.0.1:2525 --upstream mail.example.net:25",
+        Expect::Runs(&["listening", "replyfix starting"]),
+    ),
+    (
+        "cargo test --all-targets",
+        Expect::NotRun("it is the suite this test belongs to"),
+    ),
+    (
+        "replyfix explain --command rcpt \"530 The message cannot be delivered due to a configuration error on the server. Please contact your Administrator.\"",
+        Expect::Prints(&["decision:    rule 'config-error-ambiguous'", "554 5.0.0"]),
+    ),
+    (
+        "replyfix explain --command rcpt --recipients-accepted 1 \"530 The message cannot be delivered due to a configuration error on the server. Please contact your Administrator.\"",
+        Expect::Prints(&["550 5.1.1"]),
+    ),
+    (
+        "replyfix explain --command mail \"530 5.7.0 Must issue a STARTTLS command first\"",
+        Expect::Prints(&["530 5.7.0 Must issue a STARTTLS command first", "annotate"]),
+    ),
+    (
+        "replyfix explain --command auth \"530 5.7.8 Error: authentication failed: bad user name or password\"",
+        Expect::Prints(&["535 5.7.8"]),
+    ),
+    (
+        "replyfix check -c config/replyfix.yaml",
+        Expect::Prints(&["config config/replyfix.yaml:"]),
+    ),
+    (
+        "replyfix test-rules rules/default.yaml",
+        Expect::Prints(&[" passed, 0 failed"]),
+    ),
+    (
+        "replyfix explain --command rcpt \"530 5.7.1 <typo@example.net>: Recipient address rejected: User unknown in local recipient table\"",
+        Expect::Prints(&["550 5.1.1 <typo@example.net>"]),
+    ),
+    (
+        "replyfix explain --command rcpt \"530 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using zen.spamhaus.org\"",
+        Expect::Prints(&["554 5.7.1 Service unavailable"]),
+    ),
+    (
+        "replyfix explain --command rcpt \"530 5.7.1 Client host rejected: your IP is listed in the PBL; please use authenticated SMTP\"",
+        Expect::Prints(&[
+            "rule 'auth-required': annotate",
+            "530 5.7.1 replyfix: legitimate",
+        ]),
+    ),
+    (
+        "replyfix explain --command mail --authenticated \"530 5.7.9 Authentication mechanism is too weak\"",
+        Expect::Prints(&["530 5.7.9 replyfix:", "stronger or further authentication"]),
+    ),
+    (
+        "replyfix demo --once",
+        Expect::Prints(&["(530 -> 550 5.1.1)", "(kept, with a hint)"]),
+    ),
+];
+
+/// The command lines of the ```` ```sh ```` blocks of a Markdown file.
+fn documented_commands(file: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") {
+            in_sh = !in_sh && trimmed == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let line = trimmed.strip_prefix("$ ").unwrap_or(trimmed);
+        if !(line.starts_with("replyfix ") || line.starts_with("cargo ")) {
+            continue;
+        }
+        // A trailing `# comment` (outside quotes) is not part of the command.
+        let line = match line.find("  #") {
+            Some(at) if line[..at].matches('"').count() % 2 == 0 => line[..at].trim_end(),
+            _ => line,
+        };
+        commands.push(line.to_string());
+    }
+    commands
+}
+
+/// Splits a command line into words: spaces separate, double quotes group.
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            _ => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(word);
+    }
+    out
+}
+
+/// The replyfix arguments of a documented command (`cargo run --release --
+/// ARGS` runs the same binary); `demo` gets `--once` and a free port, and
+/// `serve` a free port.
+fn replyfix_args(line: &str) -> Vec<String> {
+    let mut w = words(line);
+    if w.first().is_some_and(|x| x == "cargo") {
+        let at = w.iter().position(|x| x == "--").expect("cargo run -- ARGS");
+        w.drain(..=at);
+    } else {
+        w.remove(0);
+    }
+    let free = format!("127.0.0.1:{}", free_port());
+    if w.first().is_some_and(|x| x == "demo") {
+        if !w.iter().any(|x| x == "--once") {
+            w.push("--once".into());
+        }
+        w.extend(["--listen".to_string(), free]);
+    } else if w.first().is_some_and(|x| x == "serve")
+        && let Some(at) = w.iter().position(|x| x == "--listen")
+    {
+        w[at + 1] = free;
+    }
+    w
+}
+
+fn check(line: &str, expect: &Expect) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    match expect {
+        Expect::NotRun(why) => println!("not run: {line} ({why})"),
+        Expect::Prints(needles) => {
+            let args = replyfix_args(line);
+            let out = run_bounded(
+                Command::new(replyfix_bin()).args(&args).current_dir(root),
+                Duration::from_secs(60),
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{line}: {}\n{stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for needle in *needles {
+                assert!(
+                    stdout.contains(needle),
+                    "{line}: no {needle:?} in:\n{stdout}"
+                );
+            }
+            println!("ok: {line}");
+        }
+        Expect::Runs(messages) => {
+            let args = replyfix_args(line);
+            let mut child = Command::new(replyfix_bin())
+                .args(&args)
+                .current_dir(root)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start");
+            let exited = poll(Duration::from_secs(3), || child.try_wait().ok().flatten());
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            assert!(exited.is_none(), "{line}: exited early:\n{err}");
+            for message in *messages {
+                assert!(
+                    err.lines()
+                        .any(|l| l.contains(&format!("\"message\":\"{message}\""))),
+                    "{line}: no {message:?} record in:\n{err}"
+                );
+            }
+            println!("ok: {line}");
+        }
+    }
+}
+
+#[test]
+fn every_command_the_readme_and_the_rules_doc_show_works() {
+    let mut shown = documented_commands("README.md");
+    shown.extend(documented_commands("docs/rules.md"));
+    assert!(shown.len() >= 10, "too few commands found: {shown:?}");
+    for line in &shown {
+        let Some((_, expect)) = EXPECTED.iter().find(|(cmd, _)| cmd == line) else {
+            panic!("the docs show `{line}`, which tests/docs.rs does not run: add it to EXPECTED");
+        };
+        check(line, expect);
+    }
+    // Nothing in the table that the docs no longer show.
+    for (cmd, _) in EXPECTED {
+        assert!(
+            shown.iter().any(|s| s == cmd),
+            "EXPECTED lists `{cmd}`, which the docs no longer show: remove it"
+        );
+    }
+}
+
+#[test]
+fn words_split_like_a_shell_for_the_quoting_the_docs_use() {
+    assert_eq!(
+        words(r#"replyfix explain --command rcpt "530 a b" x"#),
+        ["replyfix", "explain", "--command", "rcpt", "530 a b", "x"]
+    );
+    assert_eq!(
+        documented_commands("README.md").first().map(String::as_str),
+        Some("cargo run --release -- demo")
+    );
+}
+
+#[test]
+fn the_example_configuration_shows_every_documented_key() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/configuration.md")).expect("docs");
+    let example = std::fs::read_to_string(root.join("config/replyfix.yaml")).expect("example");
+    // Every `key:` written in the example, set or commented out.
+    let shown: Vec<&str> = example
+        .lines()
+        .map(|l| l.trim_start_matches([' ', '#', '-']).trim_start())
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+        .collect();
+    let mut documented = 0;
+    for row in doc.lines().filter(|l| l.starts_with("| `")) {
+        let key = row[3..].split('`').next().unwrap_or_default();
+        documented += 1;
+        assert!(
+            shown.contains(&key),
+            "docs/configuration.md documents `{key}`, which config/replyfix.yaml does not show"
+        );
+    }
+    assert!(documented > 40, "only {documented} keys found in the docs");
+}
