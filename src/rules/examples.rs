@@ -10,9 +10,12 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use super::compile::{Diags, Fields, get_bool, get_str, get_u32};
+use super::diagnostic::Diags;
+use super::judge;
+use super::model::{Example, Expect, Rule};
 use super::node::{Node, Value};
-use super::{Action, RuleSet, SessionFacts, Verdict};
+use super::schema::{Fields, get_bool, get_str, get_u32};
+use super::verdict::{Action, SessionFacts, Verdict};
 use crate::smtp::escape::escape_capped;
 use crate::smtp::reply::parse_one;
 use crate::smtp::{CommandKind, EnhancedCode, Reply, ReplyCode};
@@ -30,93 +33,6 @@ const EXAMPLE_KEYS: &[&str] = &[
     "expect",
     "expect_text",
 ];
-
-/// What an example expects of its rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Expect {
-    NoMatch,
-    Keep,
-    Annotate,
-    Remap(ReplyCode, EnhancedCode),
-}
-
-impl std::fmt::Display for Expect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Expect::NoMatch => f.write_str("no match"),
-            Expect::Keep => f.write_str("keep"),
-            Expect::Annotate => f.write_str("annotate"),
-            Expect::Remap(c, e) => write!(f, "remap to {c} {e}"),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Example {
-    line: usize,
-    reply: Reply,
-    command: CommandKind,
-    client_tls: bool,
-    upstream_tls: bool,
-    authenticated: bool,
-    recipients_accepted: u32,
-    client: Option<IpAddr>,
-    listener: String,
-    upstream: String,
-    expect: Expect,
-    expect_text: Option<String>,
-}
-
-impl Example {
-    fn facts(&self) -> SessionFacts<'_> {
-        SessionFacts {
-            command: self.command,
-            client_tls: self.client_tls,
-            upstream_tls: self.upstream_tls,
-            authenticated: self.authenticated,
-            recipients_accepted: self.recipients_accepted,
-            client: self.client,
-            listener: &self.listener,
-            upstream: &self.upstream,
-        }
-    }
-
-    fn describe(&self) -> String {
-        let mut facts = Vec::new();
-        for (name, on) in [
-            ("client_tls", self.client_tls),
-            ("upstream_tls", self.upstream_tls),
-            ("authenticated", self.authenticated),
-        ] {
-            if on {
-                facts.push(name.to_string());
-            }
-        }
-        if self.recipients_accepted > 0 {
-            facts.push(format!("recipients_accepted={}", self.recipients_accepted));
-        }
-        if let Some(ip) = self.client {
-            facts.push(format!("client={ip}"));
-        }
-        if !self.listener.is_empty() {
-            facts.push(format!("listener={}", self.listener));
-        }
-        if !self.upstream.is_empty() {
-            facts.push(format!("upstream={}", self.upstream));
-        }
-        let facts = if facts.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", facts.join(", "))
-        };
-        format!(
-            "at {}{}: {}",
-            self.command,
-            facts,
-            escape_capped(self.reply.raw(), 100)
-        )
-    }
-}
 
 /// The result of one example.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -390,14 +306,19 @@ pub(crate) fn describe_verdict(v: &Verdict) -> String {
     }
 }
 
-pub(super) fn run(set: &RuleSet) -> Vec<ExampleOutcome> {
+/// Runs the examples of `rules`; `judge` is the whole rule set's judgement
+/// (a positive example must be decided by its own rule, W5 ids).
+pub(super) fn run(
+    rules: &[Rule],
+    judge: impl Fn(&Reply, &SessionFacts<'_>) -> Verdict,
+) -> Vec<ExampleOutcome> {
     let mut out = Vec::new();
-    for rule in set.rules() {
+    for rule in rules {
         for ex in &rule.examples {
             let facts = ex.facts();
             let (passed, message) = if ex.expect == Expect::NoMatch {
                 if rule.matches(&ex.reply, &facts) {
-                    let v = super::judge::apply(rule, &ex.reply);
+                    let v = judge::apply(rule, &ex.reply);
                     (
                         false,
                         format!(
@@ -409,7 +330,7 @@ pub(super) fn run(set: &RuleSet) -> Vec<ExampleOutcome> {
                     (true, "this rule does not match, as expected".to_string())
                 }
             } else {
-                let v = set.judge(&ex.reply, &facts);
+                let v = judge(&ex.reply, &facts);
                 check(
                     rule.id(),
                     &ex.expect,

@@ -10,17 +10,26 @@
 
 use std::cell::RefCell;
 
-use super::compile::{MAX_REPLY_LINE, Piece, Template, Then, When, is_protected};
-use super::{Action, MATCH_TEXT_CAP, Rule, RuleSet, SessionFacts, Verdict};
+use super::model::{
+    CodeSet, MATCH_TEXT_CAP, MAX_REPLY_LINE, Piece, Rule, Template, Then, When, is_protected,
+};
+use super::verdict::{Action, SessionFacts, Verdict};
 use crate::smtp::{EnhancedCode, Reply};
 
 thread_local! {
     static MATCH_TEXT: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-pub(super) fn judge(set: &RuleSet, reply: &Reply, facts: &SessionFacts<'_>) -> Verdict {
+/// The first of `rules` that matches decides; `codes` are the codes any of
+/// them can match (W6: the fast path).
+pub(super) fn judge(
+    rules: &[Rule],
+    codes: &CodeSet,
+    reply: &Reply,
+    facts: &SessionFacts<'_>,
+) -> Verdict {
     let code = reply.code().get();
-    if !set.codes.contains(code) {
+    if !codes.contains(code) {
         return Verdict::NoMatch;
     }
     let protected = is_protected(code);
@@ -28,7 +37,7 @@ pub(super) fn judge(set: &RuleSet, reply: &Reply, facts: &SessionFacts<'_>) -> V
         // Not re-entrant: nothing called below judges again.
         let mut text = cell.borrow_mut();
         let mut built = false;
-        for rule in &set.rules {
+        for rule in rules {
             // Defensive: validation already keeps rewriting rules off these
             // codes (W2).
             if protected && rule.then.rewrites() {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::smtp::reply::parse_one;
-use crate::smtp::{EnhancedCode, ReplyCode};
+use crate::smtp::{CommandKind, EnhancedCode, ReplyCode};
 
 fn load(yaml: &str) -> Result<Loaded, RulesErrors> {
     RuleSet::from_sources(&[("rules.yaml".to_string(), yaml.to_string())])
