@@ -19,28 +19,20 @@ use super::model::{
 };
 use super::node::{self, Node, Value};
 use super::schema::{Fields, get_bool, get_str, get_str_list, get_u32, join};
+use super::verdict::FACT_KEYS;
 use crate::smtp::{CommandKind, EnhancedCode, ReplyCode};
 
 /// The longest enhanced code text, `5.999.999`.
 const MAX_ENHANCED_LEN: usize = 9;
 
-const RULE_KEYS: &[&str] = &["id", "description", "when", "then", "examples"];
-const WHEN_KEYS: &[&str] = &[
-    "code",
-    "enhanced",
-    "text",
-    "case_sensitive",
-    "command",
-    "client_tls",
-    "upstream_tls",
-    "authenticated",
-    "recipients_accepted",
-    "client",
-    "listener",
-    "upstream",
+const RULE_KEYS: &[&[&str]] = &[&["id", "description", "when", "then", "examples"]];
+/// The reply's own conditions, then the session facts ([`FACT_KEYS`]).
+const WHEN_KEYS: &[&[&str]] = &[
+    &["code", "enhanced", "text", "case_sensitive", "command"],
+    &FACT_KEYS,
 ];
-const THEN_KEYS: &[&str] = &["keep", "annotate", "remap"];
-const REMAP_KEYS: &[&str] = &["code", "enhanced", "text"];
+const THEN_KEYS: &[&[&str]] = &[&["keep", "annotate", "remap"]];
+const REMAP_KEYS: &[&[&str]] = &[&["code", "enhanced", "text"]];
 
 /// Compiles every rule of one file; problems go to `d`.
 pub(crate) fn compile_file(text: &str, d: &mut Diags<'_>) -> Vec<Rule> {
@@ -62,7 +54,7 @@ pub(crate) fn compile_file(text: &str, d: &mut Diags<'_>) -> Vec<Rule> {
         d.error(&root, "", "empty file: expected a map with the key 'rules'");
         return Vec::new();
     }
-    let Some(top) = Fields::of(&root, "", &["rules"], d) else {
+    let Some(top) = Fields::of(&root, "", &[&["rules"]], d) else {
         return Vec::new();
     };
     let Some(list) = top.get("rules") else {
@@ -300,7 +292,7 @@ fn compile_count_range(node: &Node, path: &str, d: &mut Diags<'_>) -> Option<(u3
     match &node.value {
         Value::Int(_) => get_u32(node, path, d).map(|n| (n, n)),
         Value::Map(_) => {
-            let f = Fields::of(node, path, &["min", "max"], d)?;
+            let f = Fields::of(node, path, &[&["min", "max"]], d)?;
             let min = f.get("min").map(|n| get_u32(n, &join(path, "min"), d));
             let max = f.get("max").map(|n| get_u32(n, &join(path, "max"), d));
             if min.is_none() && max.is_none() {
@@ -448,7 +440,7 @@ fn compile_then<'n>(node: &'n Node, d: &mut Diags<'_>) -> Option<(Then, &'n Node
                 d.error(
                     r,
                     "then.remap.enhanced",
-                    "missing: code and enhanced code change together (W1)",
+                    "missing: code and enhanced code change together (docs/protocol.md W1)",
                 );
                 None
             }
@@ -510,7 +502,7 @@ fn compile_remap_code(n: &Node, d: &mut Diags<'_>) -> Option<ReplyCode> {
         d.error(
             n,
             "then.remap.code",
-            format!("{i} is {kind} code; rules never produce 2xx or 3xx (W2)"),
+            format!("{i} is {kind} code; rules never produce 2xx or 3xx (docs/protocol.md W2)"),
         );
         return None;
     }
@@ -518,7 +510,7 @@ fn compile_remap_code(n: &Node, d: &mut Diags<'_>) -> Option<ReplyCode> {
         d.error(
             n,
             "then.remap.code",
-            "421 tells the client the connection is closing while it is not; rules never produce 421 (W2)",
+            "421 tells the client the connection is closing while it is not; rules never produce 421 (docs/protocol.md W2)",
         );
         return None;
     }
@@ -546,7 +538,7 @@ fn compile_remap_enhanced(
                 n,
                 "then.remap.enhanced",
                 format!(
-                    "{e} has class {} but the code {code} has class {}: the enhanced code's class must equal the code's first digit (W1)",
+                    "{e} has class {} but the code {code} has class {}: the enhanced code's class must equal the code's first digit (docs/protocol.md W1)",
                     e.class,
                     code.class()
                 ),
@@ -564,7 +556,7 @@ fn compile_text(n: &Node, path: &str, enhanced_len: usize, d: &mut Diags<'_>) ->
         d.error(
             n,
             path,
-            "contains CR, LF or NUL; a reply line's text cannot (W3) (YAML block scalars like '|' add a line end)",
+            "contains CR, LF or NUL; a reply line's text cannot (docs/protocol.md W3) (YAML block scalars like '|' add a line end)",
         );
         return None;
     }
@@ -594,7 +586,7 @@ fn compile_text(n: &Node, path: &str, enhanced_len: usize, d: &mut Diags<'_>) ->
             n,
             path,
             format!(
-                "the line would be {len} octets with its code, enhanced code and CRLF; the limit is {MAX_REPLY_LINE} (W3)"
+                "the line would be {len} octets with its code, enhanced code and CRLF; the limit is {MAX_REPLY_LINE} (docs/protocol.md W3)"
             ),
         );
         return None;
@@ -623,7 +615,7 @@ fn check_then_against_when(when: &When, then: &Then, then_node: &Node, d: &mut D
             at,
             key,
             format!(
-                "a rule that does '{what}' must give when.code, so that it can never touch 2xx, 3xx or 421 replies (W2)"
+                "a rule that does '{what}' must give when.code, so that it can never touch 2xx, 3xx or 421 replies (docs/protocol.md W2)"
             ),
         );
         return;
@@ -642,7 +634,7 @@ fn check_then_against_when(when: &When, then: &Then, then_node: &Node, d: &mut D
         let why = if matches!(then, Then::Annotate(_)) {
             "annotations go on 4xx/5xx replies only (an EHLO reply's lines are capabilities)"
         } else {
-            "rules never touch 2xx, 3xx or 421 replies (W2)"
+            "rules never touch 2xx, 3xx or 421 replies (docs/protocol.md W2)"
         };
         d.error(at, key, format!("when.code can match {shown}; {why}"));
         return;
@@ -663,7 +655,7 @@ fn check_then_against_when(when: &When, then: &Then, then_node: &Node, d: &mut D
                 at,
                 "then.remap.code",
                 format!(
-                    "remapping a 4xx (transient) reply to {code} (permanent) turns retries into bounces (W2)"
+                    "remapping a 4xx (transient) reply to {code} (permanent) turns retries into bounces (docs/protocol.md W2)"
                 ),
             );
     }

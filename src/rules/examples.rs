@@ -15,23 +15,17 @@ use super::judge;
 use super::model::{Example, Expect, Rule};
 use super::node::{Node, Value};
 use super::schema::{Fields, get_bool, get_str, get_u32};
-use super::verdict::{Action, SessionFacts, Verdict};
+use super::verdict::{Action, FACT_KEYS, SessionFacts, Verdict};
 use crate::smtp::escape::escape_capped;
 use crate::smtp::reply::parse_one;
 use crate::smtp::{CommandKind, EnhancedCode, Reply, ReplyCode};
 
-const EXAMPLE_KEYS: &[&str] = &[
-    "reply",
-    "command",
-    "client_tls",
-    "upstream_tls",
-    "authenticated",
-    "recipients_accepted",
-    "client",
-    "listener",
-    "upstream",
-    "expect",
-    "expect_text",
+/// The reply and its command, the session facts ([`FACT_KEYS`]), then what
+/// is expected.
+const EXAMPLE_KEYS: &[&[&str]] = &[
+    &["reply", "command"],
+    &FACT_KEYS,
+    &["expect", "expect_text"],
 ];
 
 /// The result of one example.

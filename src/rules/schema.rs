@@ -18,7 +18,7 @@ impl<'n> Fields<'n> {
     pub fn of(
         node: &'n Node,
         path: &str,
-        allowed: &[&str],
+        allowed: &[&[&str]],
         d: &mut Diags<'_>,
     ) -> Option<Fields<'n>> {
         let Value::Map(entries) = &node.value else {
@@ -32,11 +32,14 @@ impl<'n> Fields<'n> {
         let mut seen = HashSet::new();
         for (k, _) in entries {
             let at = join(path, &k.name);
-            if !allowed.contains(&k.name.as_str()) {
+            if !allowed.iter().any(|keys| keys.contains(&k.name.as_str())) {
                 d.error_at_key(
                     k,
                     &at,
-                    format!("unknown key (expected one of: {})", allowed.join(", ")),
+                    format!(
+                        "unknown key (expected one of: {})",
+                        allowed.concat().join(", ")
+                    ),
                 );
             } else if !seen.insert(k.name.as_str()) {
                 d.error_at_key(k, &at, "key given twice");

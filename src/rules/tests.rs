@@ -134,7 +134,7 @@ fn remap_to_250_is_rejected_with_file_line_and_id() {
     let d = &diags[0];
     assert_eq!(
         d.to_string(),
-        "rules.yaml:7:15: rule 'r1': then.remap.code: 250 is a success code; rules never produce 2xx or 3xx (W2)"
+        "rules.yaml:7:15: rule 'r1': then.remap.code: 250 is a success code; rules never produce 2xx or 3xx (docs/protocol.md W2)"
     );
 }
 

@@ -8,6 +8,18 @@ use std::sync::Arc;
 
 use crate::smtp::{CommandKind, Reply};
 
+/// The session facts a rule's `when:` and an example can name, as written
+/// in rule files: one per field of [`SessionFacts`] besides `command`.
+pub(crate) const FACT_KEYS: [&str; 7] = [
+    "client_tls",
+    "upstream_tls",
+    "authenticated",
+    "recipients_accepted",
+    "client",
+    "listener",
+    "upstream",
+];
+
 /// What is known about the session when a reply is judged (P1: the context
 /// comes from pairing the reply with its command, never from the reply).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
