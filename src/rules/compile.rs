@@ -1,7 +1,7 @@
 //! From a parsed YAML tree to compiled, validated [`Rule`]s.
 //!
 //! Walks each rule's node by hand so that every unknown key, wrong type and
-//! rule that could desynchronise client and server (PROTOCOL.md W1–W3) is
+//! rule that could desynchronise client and server (docs/protocol.md W1–W3) is
 //! reported at once, each with its file, line, column and rule id. Regexes
 //! are compiled here, once. Nothing here looks at a live reply.
 
@@ -595,7 +595,7 @@ fn compile_text(n: &Node, path: &str, enhanced_len: usize, d: &mut Diags<'_>) ->
 }
 
 /// Rules that rewrite must name the codes they act on, and those codes must
-/// exclude 2xx, 3xx and 421 (W2); annotations only go on 4xx/5xx (DESIGN.md).
+/// exclude 2xx, 3xx and 421 (W2); annotations only go on 4xx/5xx (docs/rules.md).
 fn check_then_against_when(when: &When, then: &Then, then_node: &Node, d: &mut Diags<'_>) {
     let (key, what) = match then {
         Then::Keep => return,

@@ -131,7 +131,7 @@ impl RuleSet {
     }
 
     /// Judges one reply in its session context: the first rule whose every
-    /// condition holds decides (DESIGN.md "Rules").
+    /// condition holds decides (docs/rules.md).
     ///
     /// A reply whose code no rule can match returns [`Verdict::NoMatch`]
     /// without looking at its text (W6). A 2xx, 3xx or `421` reply is never
