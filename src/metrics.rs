@@ -136,6 +136,12 @@ struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerUpstreamLabels {
+    listener: String,
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TlsLabels {
     leg: &'static str,
     result: &'static str,
@@ -180,6 +186,7 @@ pub struct Metrics {
     rewrites: Family<RewriteLabels, Counter>,
     upstream_connect_failures: Family<UpstreamLabels, Counter>,
     upstream_connect_seconds: HistogramFamily<UpstreamLabels>,
+    upstream_tls_demanded: Family<ListenerUpstreamLabels, Counter>,
     tls_handshakes: Family<TlsLabels, Counter>,
     bytes_client_to_upstream: Counter,
     bytes_upstream_to_client: Counter,
@@ -254,6 +261,12 @@ impl Metrics {
             "upstream_connect_failures",
             "Upstream server connection attempts that failed (refused, unreachable, timed out), by upstream",
             upstream_connect_failures.clone(),
+        );
+        let upstream_tls_demanded = Family::<ListenerUpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_tls_demanded",
+            "Sessions in which the upstream demanded TLS on replyfix's plaintext connection to it (set the upstream's tls.policy), by listener and upstream",
+            upstream_tls_demanded.clone(),
         );
         let upstream_connect_seconds: HistogramFamily<UpstreamLabels> =
             Family::new_with_constructor(connect_histogram);
@@ -338,6 +351,7 @@ impl Metrics {
             rewrites,
             upstream_connect_failures,
             upstream_connect_seconds,
+            upstream_tls_demanded,
             tls_handshakes,
             bytes_client_to_upstream,
             bytes_upstream_to_client,
@@ -417,6 +431,17 @@ impl Metrics {
         } else {
             self.upstream_connect_failures.get_or_create(&labels).inc();
         }
+    }
+
+    /// The upstream demanded TLS on replyfix's plaintext leg to it, in a
+    /// session of `listener` (configured names only: bounded labels).
+    pub fn upstream_tls_demanded(&self, listener: &str, upstream: &str) {
+        self.upstream_tls_demanded
+            .get_or_create(&ListenerUpstreamLabels {
+                listener: listener.to_owned(),
+                upstream: upstream.to_owned(),
+            })
+            .inc();
     }
 
     /// A TLS handshake on `leg` finished, successfully or not.

@@ -55,7 +55,9 @@ fn explain_with_an_accepted_recipient_gives_550_511() {
 }
 
 #[test]
-fn explain_keeps_the_legitimate_starttls_530_with_a_hint() {
+fn explain_turns_a_tls_demand_into_a_temporary_451_for_the_proxy_operator() {
+    // The upstream's demand is about replyfix's own plaintext leg to it: the
+    // client cannot fix it (docs/rules.md "TLS demanded by the upstream").
     let out = replyfix(&[
         "explain",
         "--command",
@@ -64,10 +66,13 @@ fn explain_keeps_the_legitimate_starttls_530_with_a_hint() {
     ]);
     let text = stdout(&out);
     assert!(
-        text.contains("530-5.7.0 Must issue a STARTTLS command first"),
+        text.contains("451-4.7.0 Must issue a STARTTLS command first"),
         "{text}"
     );
-    assert!(text.contains("530 5.7.0 replyfix: legitimate"), "{text}");
+    assert!(
+        text.contains("451 4.7.0 replyfix: the upstream server demands TLS"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -330,18 +335,19 @@ fn explain_gives_535_for_a_failed_login_at_auth_and_keeps_tls_first() {
     for (wire, _) in &at_mail {
         assert!(!wire.starts_with("535"), "{wire:?}");
     }
-    // TLS first at AUTH stays a 530 (RFC 3207; not rewritten to 538).
+    // TLS first at AUTH is not a failed login: it is the upstream leg's
+    // (451 4.7.0 for the proxy's operator), not 535 and not 538.
     let tls_first = [
         "530 5.7.0 Must issue a STARTTLS command first",
         "530 5.7.11 Encryption required for requested authentication mechanism",
         "530 TLS required",
     ];
-    for (reply, (wire, _)) in tls_first
+    for (reply, (wire, rule)) in tls_first
         .iter()
         .zip(explained_batch("auth", 0, false, &tls_first))
     {
-        assert!(kept_with_hint(&wire), "{reply}: {wire:?}");
-        assert!(wire.contains("STARTTLS"), "{wire:?}");
+        assert!(all_lines(&wire, "451", Some("4.7.0")), "{reply}: {wire:?}");
+        assert_eq!(rule.as_deref(), Some("starttls-required-upstream-leg"));
     }
     // A request for a stronger login is not a wrong password.
     let stronger = [
@@ -409,7 +415,6 @@ fn explain_after_a_successful_auth_keeps_a_530_asking_for_stronger_authenticatio
         "530-5.7.9 Application-specific password required. | 530 5.7.9 https://support.example/apppass",
         "530 Please log in with your web browser and then try again",
         "530 5.7.0 Further authentication required",
-        "530 5.7.11 Encryption required for requested authentication mechanism",
     ];
     for command in ["mail", "rcpt"] {
         for (reply, (wire, rule)) in stronger

@@ -119,7 +119,33 @@ fn builtin_rules_decide_every_labelled_corpus_reply_right() {
                 violations.push(format!("{}: non-530 control changed: {seen}", item.id));
             }
             unchanged
-        } else if matches!(item.label.as_str(), "auth_required" | "starttls_required") {
+        } else if item.label == "starttls_required" {
+            // A demand for TLS is about replyfix's own upstream leg: over a
+            // plaintext one the operator's 451 4.7.0, over TLS kept
+            // (docs/rules.md "TLS demanded by the upstream").
+            let mut over_tls = facts;
+            over_tls.upstream_tls = true;
+            let kept = rules.judge(&reply, &over_tls);
+            let plain = if tls {
+                // Observed on a TLS session: judge the plaintext leg too.
+                let mut f = facts;
+                f.upstream_tls = false;
+                rules.judge(&reply, &f)
+            } else {
+                verdict.clone()
+            };
+            let temporary = plain.rule() == Some("starttls-required-upstream-leg")
+                && plain.reply(&reply).code().get() == 451;
+            let keeps = kept.action() != Some(Action::Remap);
+            if !keeps {
+                violations.push(format!(
+                    "{}: TLS demand remapped over a TLS upstream leg: {}",
+                    item.id,
+                    kept.reply(&reply)
+                ));
+            }
+            temporary && keeps
+        } else if item.label == "auth_required" {
             if remapped {
                 violations.push(format!("{}: legitimate 530 remapped: {seen}", item.id));
             }

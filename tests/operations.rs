@@ -419,19 +419,6 @@ fn a_command_trickled_byte_by_byte_is_cut_at_the_whole_command_deadline_r3() {
     );
 }
 
-/// A plain HTTP GET on the admin endpoint: (status line, body).
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let status = text.lines().next().unwrap_or("").to_string();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
-}
-
 #[test]
 fn metrics_count_a_rewrite_by_rule_and_readyz_turns_503_while_draining_f6() {
     let up = FakeUpstream::with_script(|line| {

@@ -361,6 +361,11 @@ struct LegitCase {
     /// Also judged after a successful AUTH (at MAIL when it answered AUTH):
     /// a stronger login or TLS is still the remedy then.
     after_login: bool,
+    /// A demand for TLS: about replyfix's own upstream leg. Legitimate (and
+    /// kept) over a TLS upstream leg; over a plaintext one it must become
+    /// the operator's temporary `451 4.7.0` (docs/rules.md, "TLS demanded
+    /// by the upstream").
+    tls_demand: bool,
     text: Text,
 }
 
@@ -373,6 +378,7 @@ fn legit_cases(corpus: &Corpus) -> Vec<LegitCase> {
                 command: command(&item.command),
                 tls: item.tls.unwrap_or(false),
                 after_login: false,
+                tls_demand: item.label == "starttls_required",
                 text: split_text(&item.text),
             });
         }
@@ -390,6 +396,7 @@ fn legit_cases(corpus: &Corpus) -> Vec<LegitCase> {
             command: command(&item.command),
             tls: false,
             after_login,
+            tls_demand: item.kind == "starttls_required",
             text: split_text(&item.reply),
         });
     }
@@ -473,7 +480,26 @@ fn real_refusal_texts_recoded_to_530_map_to_their_class_and_legitimate_530s_stay
             let reply = recode(&case.text, enhanced);
             for &(cmd, authenticated) in &contexts {
                 legit_n += 1;
-                let verdict = rules.judge(&reply, &facts(cmd, case.tls, authenticated));
+                let mut f = facts(cmd, case.tls, authenticated);
+                if case.tls_demand {
+                    // Over a plaintext upstream leg: the operator's 451.
+                    f.upstream_tls = false;
+                    let verdict = rules.judge(&reply, &f);
+                    let seen = verdict.reply(&reply);
+                    if verdict.rule() != Some("starttls-required-upstream-leg")
+                        || outcome(seen) != "451 4.7.0"
+                    {
+                        violations.push(format!(
+                            "{} at {cmd} over a plaintext upstream leg: {:?}: {} (want 451 4.7.0)",
+                            case.source,
+                            verdict.rule(),
+                            outcome(seen)
+                        ));
+                    }
+                    // Over a TLS upstream leg it is kept.
+                    f.upstream_tls = true;
+                }
+                let verdict = rules.judge(&reply, &f);
                 if verdict.action() == Some(Action::Remap) {
                     violations.push(format!(
                         "{} at {cmd} (authenticated {authenticated}): {} -> {:?}: {}",
@@ -561,6 +587,13 @@ const REMEDIES: &[&str] = &[
     "Must issue a STARTTLS command first",
 ];
 
+/// The remedies that demand TLS: over a plaintext upstream leg the reply
+/// becomes the operator's `451 4.7.0` whatever shares it; they are judged
+/// here over a TLS upstream leg, where they keep the 530.
+fn demands_tls(remedy: &str) -> bool {
+    remedy.contains("STARTTLS")
+}
+
 /// Every real refusal text (of any label) in the same reply as each remedy
 /// of authentication or TLS, in both line orders, with and without its
 /// enhanced code, at each command but AUTH, before a login: the 530 is
@@ -591,7 +624,20 @@ fn a_remedy_anywhere_keeps_the_530_whatever_real_refusal_shares_the_reply() {
                         CommandKind::Other,
                     ] {
                         judged += 1;
-                        let verdict = RULES.judge(&reply, &facts(command, false, false));
+                        let mut f = facts(command, false, false);
+                        if demands_tls(remedy) {
+                            let verdict = RULES.judge(&reply, &f);
+                            if outcome(verdict.reply(&reply)) != "451 4.7.0" {
+                                remapped.push(format!(
+                                    "{} at {command} over a plaintext upstream leg -> {:?}: {} (want 451 4.7.0)",
+                                    reply.text_lossy(" | "),
+                                    verdict.rule(),
+                                    outcome(verdict.reply(&reply))
+                                ));
+                            }
+                            f.upstream_tls = true;
+                        }
+                        let verdict = RULES.judge(&reply, &f);
                         if verdict.action() == Some(Action::Remap) {
                             remapped.push(format!(
                                 "{} at {command} -> {:?}: {}",

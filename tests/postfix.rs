@@ -102,6 +102,14 @@ smtpd_tls_loglevel = 1
                     ],
                 ),
                 Service::new("plain", &[]),
+                // Demands STARTTLS of every client before mail commands.
+                Service::new(
+                    "tls_required",
+                    &[
+                        "smtpd_tls_security_level=encrypt",
+                        "smtpd_authorized_xclient_hosts=127.0.0.1",
+                    ],
+                ),
             ],
         }
     })
@@ -410,4 +418,48 @@ fn xclient_after_upstream_starttls_lets_a_real_postfix_judge_the_real_client_t3(
     );
     let message = send_message(&rf, "127.0.0.3");
     pf.wait_for_line(&[&message, "status=sent"]);
+}
+
+/// A real Postfix that demands STARTTLS (`smtpd_tls_security_level =
+/// encrypt`) behind replyfix with upstream TLS `none`: Postfix's `530 5.7.0
+/// Must issue a STARTTLS command first` is about replyfix's own leg, so the
+/// client gets the operator's temporary `451 4.7.0` and the operator a
+/// warning; with upstream TLS `may` the same client's mail is queued.
+#[test]
+fn a_real_postfix_demanding_tls_is_the_operators_451_until_upstream_tls_is_on() {
+    let Some(bin) = postfix_command() else { return };
+    let pf = start_postfix(&bin);
+    let port = pf.port("tls_required");
+    let rf = Replyfix::start(Postfix::addr(port), ServeOptions::default().timeouts(15));
+    let mut c = Client::connect_from("127.0.0.3", rf.addr);
+    let greeting = c.read_reply();
+    assert!(
+        greeting.starts_with("220 postfix.replyfix.test"),
+        "{greeting}"
+    );
+    assert!(c.cmd("EHLO client.example.test").starts_with("250"));
+    let mail = c.cmd("MAIL FROM:<sender@example.test>");
+    assert_codes(&mail, "451", "4.7.0");
+    assert!(
+        mail.starts_with("451-4.7.0 Must issue a STARTTLS command first"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("proxy's operator must enable upstream TLS"),
+        "{mail}"
+    );
+    c.cmd("QUIT");
+    let warning = rf.wait_for_record(
+        "the upstream demands TLS on replyfix's plaintext connection to it; clients cannot fix this: set this upstream's tls.policy to may or verify (docs/tls.md)",
+    );
+    assert_eq!(field(&warning, "tls_policy").as_deref(), Some("none"));
+    drop(rf);
+    // The operator's fix: upstream TLS may (and XCLIENT, so Postfix judges
+    // the client, not replyfix). The same client is served.
+    let rf = Replyfix::start(
+        Postfix::addr(port),
+        forwarding("xclient").upstream("tls: {policy: may}"),
+    );
+    let queue_id = send_message(&rf, "127.0.0.3");
+    pf.wait_for_line(&[&queue_id, "status=sent"]);
 }

@@ -287,8 +287,49 @@ fn legitimate_530_is_kept(original: &'static str) {
 }
 
 #[test]
-fn legitimate_530_starttls_required_is_kept() {
-    legitimate_530_is_kept(STARTTLS_FIRST_530);
+fn upstream_tls_demand_over_a_plaintext_leg_is_the_operators_451_with_a_warning_and_a_metric() {
+    // The client cannot fix the upstream's demand for TLS: replyfix runs
+    // TLS on each leg itself. The client gets a temporary 451 4.7.0 saying
+    // so; the operator a warning naming listener and upstream, once per
+    // session, and a metric.
+    let up = FakeUpstream::with_script(|cmd| {
+        if cmd.starts_with("MAIL") || cmd.starts_with("RCPT") {
+            Step::reply(STARTTLS_FIRST_530)
+        } else {
+            Step::Default
+        }
+    });
+    let admin = format!("127.0.0.1:{}", common::free_port());
+    let rf = Replyfix::start(up.addr, ServeOptions::default().args(&["--admin", &admin]));
+    let (mut c, _) = ehlo(&rf);
+    let reply = c.cmd("MAIL FROM:<sender@example.test>");
+    assert_codes(&reply, "451", "4.7.0");
+    assert!(
+        reply.starts_with("451-4.7.0 Must issue a STARTTLS command first\r\n"),
+        "{reply:?}"
+    );
+    assert!(
+        reply.contains("the proxy's operator must enable upstream TLS"),
+        "{reply:?}"
+    );
+    assert_eq!(reply, explained("mail", 0, STARTTLS_FIRST_530).0);
+    assert_codes(&c.cmd("RCPT TO:<a@example.net>"), "451", "4.7.0");
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
+    rf.wait_for_record("session closed");
+    let warnings = rf.records_with_message(
+        "the upstream demands TLS on replyfix's plaintext connection to it; clients cannot fix this: set this upstream's tls.policy to may or verify (docs/tls.md)",
+    );
+    assert_eq!(warnings.len(), 1, "once per session: {warnings:?}");
+    assert_eq!(field(&warnings[0], "listener").as_deref(), Some("default"));
+    assert_eq!(field(&warnings[0], "upstream").as_deref(), Some("default"));
+    assert_eq!(field(&warnings[0], "tls_policy").as_deref(), Some("none"));
+    let metrics = common::http_get(admin.parse().expect("address"), "/metrics").1;
+    assert!(
+        metrics.contains(
+            "replyfix_upstream_tls_demanded_total{listener=\"default\",upstream=\"default\"} 1"
+        ),
+        "{metrics}"
+    );
 }
 
 #[test]

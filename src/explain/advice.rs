@@ -50,12 +50,12 @@ pub fn advise_status(status: Option<&str>) -> Advice {
 fn by_rule(rule: &str) -> Option<Advice> {
     Some(match rule {
         "starttls-required" => a(
-            "The server wants an encrypted connection (STARTTLS) before it accepts this command; the 530 is legitimate.",
-            "Turn on STARTTLS (\"TLS\" or \"SSL/TLS\" security) for outgoing mail in the sending client or MTA.",
+            "The server asks for TLS although the proxy's connection to it is already TLS; the reply passes as the server sent it.",
+            "Nothing in the sending client can change this; ask the server's administrator. (A client talking to the server directly, without a proxy, turns on STARTTLS.)",
         ),
         "starttls-required-upstream-leg" => a(
-            "The server wants TLS on the proxy's own connection to it; the 530 is legitimate but about the proxy's leg.",
-            "The proxy operator should enable upstream TLS; nothing is wrong on the sender's side.",
+            "The server wants TLS (STARTTLS) before this command; behind replyfix that is the proxy's own plaintext connection to it, which no client can change, so replyfix answers with a temporary 451 4.7.0.",
+            "The proxy's operator should set this upstream's tls.policy to may or verify; sending MTAs retry on their own. (A client talking to the server directly, without a proxy, turns on STARTTLS.)",
         ),
         "auth-required" => a(
             "The server wants the client to log in (SMTP AUTH) before sending; the 530 is legitimate.",

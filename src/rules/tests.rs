@@ -95,18 +95,31 @@ fn builtin_rules_only_ever_match_530() {
 }
 
 #[test]
-fn builtin_keeps_legitimate_starttls_530_with_a_hint() {
+fn builtin_turns_a_tls_demand_over_a_plaintext_upstream_leg_into_451_for_the_operator() {
+    // The demand is about replyfix's own leg to the upstream: the client
+    // cannot fix it, the operator can; a temporary failure keeps mail queued.
     let set = RuleSet::builtin();
     let r = reply("530 5.7.0 Must issue a STARTTLS command first\r\n");
-    let v = set.judge(&r, &SessionFacts::new(CommandKind::Mail));
+    for client_tls in [false, true] {
+        let mut facts = SessionFacts::new(CommandKind::Mail);
+        facts.client_tls = client_tls;
+        let v = set.judge(&r, &facts);
+        assert_eq!(v.rule(), Some("starttls-required-upstream-leg"));
+        assert_eq!(v.action(), Some(Action::Remap));
+        let seen = v.reply(&r);
+        assert!(
+            seen.raw().starts_with(
+                b"451-4.7.0 Must issue a STARTTLS command first\r\n451 4.7.0 replyfix: "
+            ),
+            "{seen}"
+        );
+    }
+    // Over a TLS upstream leg the client cannot act on it either: unchanged.
+    let mut facts = SessionFacts::new(CommandKind::Mail);
+    facts.upstream_tls = true;
+    let v = set.judge(&r, &facts);
     assert_eq!(v.rule(), Some("starttls-required"));
-    assert_eq!(v.action(), Some(Action::Annotate));
-    let seen = v.reply(&r);
-    assert_eq!(seen.code(), r.code());
-    assert!(
-        seen.raw()
-            .starts_with(b"530-5.7.0 Must issue a STARTTLS command first\r\n530 5.7.0 replyfix: ")
-    );
+    assert_eq!(v.reply(&r), &r);
 }
 
 #[test]

@@ -509,6 +509,19 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
             tracing::info!(session = %id, mechanism = %mechanism, success = *success, "authentication");
         }
         Event::Reply { context, code } => ctx.metrics.reply(*context, *code),
+        Event::UpstreamDemandsTls { context } => {
+            ctx.metrics
+                .upstream_tls_demanded(&ctx.listener, &ctx.upstream.name);
+            tracing::warn!(
+                session = %id,
+                listener = %ctx.listener,
+                upstream = %ctx.upstream.name,
+                server = %escape(server.as_bytes()),
+                context = %context,
+                tls_policy = ctx.upstream.tls.policy.as_str(),
+                "the upstream demands TLS on replyfix's plaintext connection to it; clients cannot fix this: set this upstream's tls.policy to may or verify (docs/tls.md)"
+            );
+        }
         Event::Transcript(entry) => {
             if let Some(t) = &ctx.transcript {
                 t.record(entry);

@@ -675,6 +675,20 @@ pub fn assert_codes(reply: &str, code: &str, enhanced: &str) {
     }
 }
 
+/// A plain HTTP GET on the admin endpoint: (status line, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the admin endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("write request");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text.lines().next().unwrap_or("").to_string();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
 // ---------------------------------------------------------------- fake upstream
 
 /// What the fake upstream does with one command.

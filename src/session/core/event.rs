@@ -90,6 +90,10 @@ pub enum Event {
     Transaction { accepted: bool, recipients: u32 },
     /// The upstream answered a command (for metrics: context and code).
     Reply { context: CommandKind, code: u16 },
+    /// The upstream demanded TLS (RFC 3207 `530`, RFC 4954 `538`) while
+    /// replyfix's own leg to it is plaintext: only the operator can fix it
+    /// (the upstream's `tls.policy`). Reported once per session.
+    UpstreamDemandsTls { context: CommandKind },
     /// A judged reply for the transcript (only with `record`): context,
     /// facts, replies and verdict; never SASL data, content or addresses.
     Transcript(Box<crate::transcript::TranscriptEntry>),

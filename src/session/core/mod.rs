@@ -74,6 +74,8 @@ pub struct Core {
     authenticated: bool,
     /// The client's QUIT was read (and forwarded).
     quit_read: bool,
+    /// [`Event::UpstreamDemandsTls`] was reported in this session.
+    tls_demand_reported: bool,
     /// The EHLO reply the client last saw advertised CHUNKING (D5): only
     /// then is a BDAT forwarded.
     chunking: bool,
@@ -136,6 +138,7 @@ impl Core {
             xclient: None,
             authenticated: false,
             quit_read: false,
+            tls_demand_reported: false,
             chunking: false,
             in_transaction: false,
             recipients_accepted: 0,

@@ -132,11 +132,18 @@ fn pipelined_rcpt_replies_keep_order_and_context_p1() {
 
 #[test]
 fn same_530_at_mail_is_not_judged_as_rcpt_p1() {
+    // At RCPT these words name an unknown recipient (550 5.1.1); answering
+    // MAIL they cannot, and the pairing says it answered MAIL.
+    let unknown = b"530 5.7.1 <u@x>: Recipient address rejected: User unknown\r\n";
     let mut s = Script::ready();
     s.client(b"MAIL FROM:<a@x>\r\n");
-    s.upstream(b"530 5.7.0 Must issue a STARTTLS command first\r\n");
+    s.upstream(unknown);
     let (c, _) = s.take();
-    assert!(c.starts_with("530"), "{c}");
+    assert!(!c.contains("5.1.1"), "judged as RCPT: {c}");
+    s.client(b"RCPT TO:<u@x>\r\n");
+    s.upstream(unknown);
+    let (c, _) = s.take();
+    assert!(c.starts_with("550 5.1.1 "), "{c}");
 }
 
 #[test]

@@ -170,6 +170,12 @@ impl Core {
             context: front.kind,
             code,
         });
+        if !self.upstream_tls && !self.tls_demand_reported && demands_tls(&reply) {
+            self.tls_demand_reported = true;
+            self.events.push(Event::UpstreamDemandsTls {
+                context: front.kind,
+            });
+        }
         let to_send = self.judge_and_edit(&front, reply);
         self.to_client.extend_from_slice(to_send.raw());
         if matches!(front.kind, CommandKind::Ehlo | CommandKind::Helo) {
@@ -362,6 +368,34 @@ impl Core {
         self.drop_upstream();
         self.finish(EndReason::UpstreamDesync);
     }
+}
+
+/// True when a reply demands TLS before the command (RFC 3207 `530 ...
+/// STARTTLS`, RFC 4954 `538 5.7.11 Encryption required`): a `530`/`538`
+/// whose enhanced code is 5.7.11 or whose text names STARTTLS or says TLS
+/// or encryption is required. For the operator's warning only; what the
+/// client sees is the rules' decision.
+fn demands_tls(reply: &Reply) -> bool {
+    let code = reply.code().get();
+    if code != 530 && code != 538 {
+        return false;
+    }
+    if reply
+        .enhanced()
+        .is_some_and(|e| (e.class, e.subject, e.detail) == (5, 7, 11))
+    {
+        return true;
+    }
+    let text = reply.text_lossy(" ").to_ascii_lowercase();
+    [
+        "starttls",
+        "start tls",
+        "tls required",
+        "encryption required",
+        "tls is required",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 /// Capabilities replyfix always removes from the upstream's EHLO reply:
