@@ -87,8 +87,9 @@ fn postfix_log_replies_contexts_and_verdicts() {
                 "mx.example.org",
                 Rcpt,
                 530,
-                Some("config-error-ambiguous"),
-                "554 5.0.0"
+                // cy@example.org of the same delivery was accepted (line 4).
+                Some("config-error-after-accepted-recipient"),
+                "550 5.1.1"
             ),
             seen(
                 6,
@@ -252,14 +253,16 @@ fn cli_log_json_ends_with_a_summary_object() {
     assert_eq!(lines[0]["host"], "mx.example.org");
     assert_eq!(lines[0]["recipient"], "ann@example.org");
     assert_eq!(lines[0]["context"], "rcpt");
-    assert_eq!(lines[0]["accurate"], "554 5.0.0");
+    assert_eq!(lines[0]["accurate"], "550 5.1.1");
+    assert_eq!(lines[0]["recipients_accepted"], 1);
+    assert_eq!(lines[0]["message"], "4Fq2Xk1Jz");
     let s = &lines[6];
     assert_eq!(s["type"], "summary");
     assert_eq!(s["replies"], 6);
     assert_eq!(s["misused_530"], 4);
     assert_eq!(s["by_original_code"]["530"], 5);
     assert_eq!(s["by_rule"]["user-unknown"], 1);
-    assert_eq!(s["by_accurate_code"]["550 5.1.1"], 1);
+    assert_eq!(s["by_accurate_code"]["550 5.1.1"], 2);
     assert_eq!(s["top_misused_530_hosts"][0]["host"], "mx.example.org");
     assert_eq!(s["top_misused_530_hosts"][0]["count"], 3);
 }

@@ -12,6 +12,15 @@
 //!   or `reply=530 ...`. Sendmail does not log the command on that line:
 //!   the context is `other`.
 //!
+//! The same transaction: a misused 530 to one recipient means something
+//! else when the same delivery attempt (Postfix: queue id and relay; Exim:
+//! message id and host) got another recipient accepted (`status=sent`,
+//! `=>`), exactly the `recipients_accepted` fact the relay itself uses.
+//! Postfix may log the refused recipient before the accepted one, so a
+//! reply at RCPT waits (in line order with the findings after it) until its
+//! message is done (`removed`, `Completed`) or [`ATTEMPT_WINDOW`] lines have
+//! passed, then is judged with the count seen around it.
+//!
 //! The log is streamed: one line at a time, each cut at
 //! [`MAX_LOG_LINE`] bytes, and every map in [`LogSummary`] has a bound
 //! whatever the log's size (codes and contexts are finite, rule ids come
@@ -19,7 +28,7 @@
 //! with an overflow bucket, hosts go through a Space-Saving top-K of
 //! [`HOST_CAPACITY`] entries). No I/O beyond the reader it is given.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, BufRead};
 use std::sync::LazyLock;
@@ -46,6 +55,12 @@ pub const HOST_CAPACITY: usize = 1024;
 pub const OVERFLOW_KEY: &str = "other";
 /// Key in `by_rule` for replies no rule matched.
 pub const NO_RULE: &str = "(no rule)";
+/// Lines a reply at RCPT waits for the rest of its delivery attempt.
+pub const ATTEMPT_WINDOW: u64 = 2000;
+/// Findings held at once while they wait; past it the oldest is judged.
+pub const MAX_WAITING: usize = 10_000;
+/// Delivery attempts whose accepted recipients are counted at once.
+pub const MAX_ATTEMPTS: usize = 10_000;
 
 /// Which MTA wrote a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,6 +96,12 @@ pub struct LogFinding {
     pub context_known: bool,
     /// The remote reply.
     pub reply: Reply,
+    /// The message (Postfix queue id, Exim message id), when the line names
+    /// it: with `host`, the delivery attempt the reply belongs to.
+    pub message: Option<String>,
+    /// Other recipients of the same attempt the remote server accepted, as
+    /// the log shows them (set before the finding is judged).
+    pub recipients_accepted: u32,
 }
 
 static PREFILTER: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
@@ -93,6 +114,21 @@ static POSTFIX_HOST: LazyLock<Regex> = LazyLock::new(|| {
 });
 static POSTFIX_PROG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"postfix[\w./-]*/(?:smtp|lmtp)\[\d+\]:").expect("static regex"));
+/// A Postfix delivery line: queue id, recipient, relay host, status.
+static POSTFIX_DELIVERY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"postfix[\w./-]*/(?:smtp|lmtp)\[\d+\]: ([0-9A-Za-z]+): to=<[^<>]*>,(?: orig_to=<[^<>]*>,)? relay=([^\[,\s]+)\[.*?\bstatus=(\w+)")
+        .expect("static regex")
+});
+/// A Postfix message leaving the queue: `QUEUEID: removed`.
+static POSTFIX_REMOVED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"postfix[\w./-]*/qmgr\[\d+\]: ([0-9A-Za-z]+): removed$").expect("static regex")
+});
+/// An Exim log line: message id, then the flag (`=>`, `->`, `**`, `==`, or
+/// `Completed`).
+static EXIM_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\S+ \S+ (?:\[\d+\] )?([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}) (=>|->|\*\*|==|Completed)")
+        .expect("static regex")
+});
 static TO: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bto=<([^<>]*)>").expect("static regex"));
 static EXIM: LazyLock<Regex> = LazyLock::new(|| {
@@ -161,6 +197,8 @@ fn parse_postfix(text: &str) -> Option<LogFinding> {
         context: context.unwrap_or(CommandKind::Other),
         context_known: context.is_some(),
         reply,
+        message: POSTFIX_DELIVERY.captures(text).map(|d| d[1].to_string()),
+        recipients_accepted: 0,
     })
 }
 
@@ -176,6 +214,8 @@ fn parse_exim(text: &str) -> Option<LogFinding> {
         context: context.unwrap_or(CommandKind::Other),
         context_known: context.is_some(),
         reply,
+        message: EXIM_LINE.captures(head).map(|m| m[1].to_string()),
+        recipients_accepted: 0,
     })
 }
 
@@ -192,7 +232,127 @@ fn parse_sendmail(text: &str) -> Option<LogFinding> {
         context: CommandKind::Other,
         context_known: false,
         reply,
+        message: None,
+        recipients_accepted: 0,
     })
+}
+
+/// What a log line says about a delivery attempt besides remote replies.
+#[derive(Debug, PartialEq, Eq)]
+enum AttemptNews {
+    /// A recipient of (message, host) was accepted.
+    Accepted { message: String, host: String },
+    /// The message is done: nothing more of its attempts will follow.
+    Done { message: String },
+}
+
+/// Lines that can say a recipient was accepted or a message is done.
+static NEWS_PREFILTER: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
+    regex::bytes::Regex::new(r"status=sent|: removed|Completed| => | -> ").expect("static regex")
+});
+
+fn attempt_news(line: &[u8]) -> Option<AttemptNews> {
+    if !NEWS_PREFILTER.is_match(line) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches(['\r', '\n']);
+    if let Some(c) = POSTFIX_DELIVERY.captures(text) {
+        return (&c[3] == "sent").then(|| AttemptNews::Accepted {
+            message: c[1].to_string(),
+            host: c[2].to_string(),
+        });
+    }
+    if let Some(c) = POSTFIX_REMOVED.captures(text) {
+        return Some(AttemptNews::Done {
+            message: c[1].to_string(),
+        });
+    }
+    let c = EXIM_LINE.captures(text)?;
+    match &c[2] {
+        "=>" | "->" => Some(AttemptNews::Accepted {
+            message: c[1].to_string(),
+            host: EXIM_HOST.captures(text)?[1].to_string(),
+        }),
+        "Completed" => Some(AttemptNews::Done {
+            message: c[1].to_string(),
+        }),
+        _ => None,
+    }
+}
+
+/// Recipients accepted per delivery attempt, and the findings waiting for
+/// their attempt to end; both bounded ([`MAX_ATTEMPTS`], [`MAX_WAITING`]).
+#[derive(Default)]
+struct Attempts {
+    accepted: HashMap<(String, String), u32>,
+    /// Insertion order of `accepted`, for eviction.
+    order: VecDeque<(String, String)>,
+    /// (line number, finding, judge no later than this line).
+    waiting: VecDeque<(u64, LogFinding, u64)>,
+}
+
+impl Attempts {
+    fn accept(&mut self, key: (String, String)) {
+        if let Some(n) = self.accepted.get_mut(&key) {
+            *n += 1;
+            return;
+        }
+        if self.accepted.len() >= MAX_ATTEMPTS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.accepted.remove(&old);
+        }
+        self.order.push_back(key.clone());
+        self.accepted.insert(key, 1);
+    }
+
+    /// The attempt of a waiting finding cannot grow any more.
+    fn done(&mut self, message: &str) {
+        for (_, f, due) in &mut self.waiting {
+            if f.message.as_deref() == Some(message) {
+                *due = 0;
+            }
+        }
+    }
+
+    fn forget(&mut self, message: &str) {
+        if self
+            .waiting
+            .iter()
+            .any(|(_, f, _)| f.message.as_deref() == Some(message))
+        {
+            return;
+        }
+        self.accepted.retain(|(m, _), _| m != message);
+        self.order.retain(|(m, _)| m != message);
+    }
+
+    /// Findings at the front that can be judged now (all when `all`), in
+    /// line order, with their accepted count.
+    fn ready(&mut self, line: u64, all: bool) -> Vec<(u64, LogFinding)> {
+        let mut out = Vec::new();
+        while let Some((_, _, due)) = self.waiting.front() {
+            let overfull = self.waiting.len() > MAX_WAITING;
+            if !(all || overfull || *due <= line) {
+                break;
+            }
+            let Some((n, mut f, _)) = self.waiting.pop_front() else {
+                break;
+            };
+            if f.context == CommandKind::Rcpt
+                && let (Some(m), Some(h)) = (&f.message, &f.host)
+            {
+                f.recipients_accepted = self
+                    .accepted
+                    .get(&(m.clone(), h.clone()))
+                    .copied()
+                    .unwrap_or(0);
+            }
+            out.push((n, f));
+        }
+        out
+    }
 }
 
 /// Counts over every judged reply of a log; every map is bounded.
@@ -377,8 +537,13 @@ pub fn finding_line(line_no: u64, f: &LogFinding, e: &Explanation) -> String {
         .verdict
         .rule()
         .map_or_else(|| "no rule".to_string(), |r| format!("rule '{r}'"));
+    let accepted = match f.recipients_accepted {
+        0 => String::new(),
+        1 => ", 1 other recipient of the same delivery was accepted".to_string(),
+        n => format!(", {n} other recipients of the same delivery were accepted"),
+    };
     format!(
-        "line {line_no}: {} {} {}: {} -> {} ({rule})",
+        "line {line_no}: {} {} {}: {} -> {} ({rule}{accepted})",
         f.source.as_str(),
         f.host
             .as_deref()
@@ -399,6 +564,8 @@ pub fn finding_json(line_no: u64, f: &LogFinding, e: &Explanation) -> Value {
         "recipient": f.recipient.as_deref().map(|h| escape_capped(h.as_bytes(), 255)),
         "context": f.context.as_str(),
         "context_known": f.context_known,
+        "message": f.message.as_deref().map(|m| escape_capped(m.as_bytes(), 64)),
+        "recipients_accepted": f.recipients_accepted,
         "judgement": e.to_json(),
         "accurate": accurate_code(e.client_sees()),
     })
@@ -455,6 +622,15 @@ pub fn summarise<R: BufRead>(
     let mut summary = LogSummary::default();
     let mut buf = Vec::with_capacity(1024);
     let mut next_progress = PROGRESS_EVERY;
+    let mut attempts = Attempts::default();
+    let mut judge_one = |n: u64, f: &LogFinding, summary: &mut LogSummary| {
+        let mut facts = *base;
+        facts.command = f.context;
+        facts.recipients_accepted = f.recipients_accepted.max(base.recipients_accepted);
+        let e = explain(rules, f.reply.clone(), &facts);
+        on_reply(n, f, &e);
+        summary.count(f, &e);
+    };
     loop {
         let (n, cut) = read_bounded_line(&mut reader, &mut buf, MAX_LOG_LINE)?;
         if n == 0 {
@@ -465,17 +641,39 @@ pub fn summarise<R: BufRead>(
         if cut {
             summary.long_lines += 1;
         }
+        let line = summary.lines;
         if let Some(f) = parse_line(&buf) {
-            let mut facts = *base;
-            facts.command = f.context;
-            let e = explain(rules, f.reply.clone(), &facts);
-            on_reply(summary.lines, &f, &e);
-            summary.count(&f, &e);
+            // A reply at RCPT of a known attempt waits for the attempt's
+            // other recipients; the rest waits only behind it (line order).
+            let due = if f.context == CommandKind::Rcpt && f.message.is_some() {
+                line + ATTEMPT_WINDOW
+            } else {
+                0
+            };
+            attempts.waiting.push_back((line, f, due));
+        } else {
+            match attempt_news(&buf) {
+                Some(AttemptNews::Accepted { message, host }) => attempts.accept((message, host)),
+                Some(AttemptNews::Done { message }) => {
+                    attempts.done(&message);
+                    for (n, f) in attempts.ready(line, false) {
+                        judge_one(n, &f, &mut summary);
+                    }
+                    attempts.forget(&message);
+                }
+                None => {}
+            }
+        }
+        for (n, f) in attempts.ready(line, false) {
+            judge_one(n, &f, &mut summary);
         }
         if summary.bytes >= next_progress {
             progress(summary.bytes, summary.lines);
             next_progress += PROGRESS_EVERY;
         }
+    }
+    for (n, f) in attempts.ready(u64::MAX, true) {
+        judge_one(n, &f, &mut summary);
     }
     progress(summary.bytes, summary.lines);
     Ok(summary)
@@ -484,6 +682,76 @@ pub fn summarise<R: BufRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The accurate codes `summarise` gives, in order, with the accepted
+    /// counts it used.
+    fn judged(log: &str) -> Vec<(u64, String, u32)> {
+        let rules = RuleSet::builtin();
+        let mut out = Vec::new();
+        summarise(
+            log.as_bytes(),
+            &rules,
+            &SessionFacts::new(CommandKind::Other),
+            |n, f, e| out.push((n, accurate_code(e.client_sees()), f.recipients_accepted)),
+            |_, _| {},
+        )
+        .unwrap();
+        out
+    }
+
+    const CONFIG_ERROR: &str = "530 5.7.1 The message cannot be delivered due to a configuration error on the server. Please contact your Administrator.";
+
+    #[test]
+    fn another_recipient_accepted_in_the_same_postfix_delivery_counts_before_or_after() {
+        let sent = "Mar  3 10:00:01 mx1 postfix/smtp[2211]: 4Fq2Xk1Jz: to=<cy@example.org>, relay=mx.example.org[192.0.2.10]:25, delay=1.1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 9A1B2C)";
+        let bounced = format!(
+            "Mar  3 10:00:01 mx1 postfix/smtp[2211]: 4Fq2Xk1Jz: to=<ann@example.org>, relay=mx.example.org[192.0.2.10]:25, delay=1.2, dsn=5.7.1, status=bounced (host mx.example.org[192.0.2.10] said: {CONFIG_ERROR} (in reply to RCPT TO command))"
+        );
+        let removed = "Mar  3 10:00:02 mx1 postfix/qmgr[1100]: 4Fq2Xk1Jz: removed";
+        let other = "Mar  3 10:00:03 mx1 postfix/smtp[2212]: 5Ab3Yl2Ka: to=<bo@example.net>, relay=mail.example.net[198.51.100.7]:25, delay=0.3, dsn=5.7.1, status=bounced (host mail.example.net[198.51.100.7] said: 530 5.7.1 Mailbox unavailable: user unknown (in reply to RCPT TO command))";
+        // The refused recipient logged first (Postfix logs RCPT refusals
+        // as they come, deliveries after the end of data): it waits.
+        let log = format!("{bounced}\n{sent}\n{removed}\n{other}\n");
+        assert_eq!(
+            judged(&log),
+            [
+                (1, "550 5.1.1".to_string(), 1),
+                (4, "550 5.1.1".to_string(), 0)
+            ]
+        );
+        // Accepted first.
+        let log = format!("{sent}\n{bounced}\n{removed}\n");
+        assert_eq!(judged(&log), [(2, "550 5.1.1".to_string(), 1)]);
+        // Alone in its delivery: the ambiguous reply stays ambiguous.
+        let log = format!("{bounced}\n{removed}\n");
+        assert_eq!(judged(&log), [(1, "554 5.0.0".to_string(), 0)]);
+        // Another message, or another relay, is another transaction.
+        let elsewhere = sent.replace("4Fq2Xk1Jz", "7It5An4Mc");
+        let log = format!("{elsewhere}\n{bounced}\n{removed}\n");
+        assert_eq!(judged(&log), [(2, "554 5.0.0".to_string(), 0)]);
+    }
+
+    #[test]
+    fn another_recipient_accepted_in_the_same_exim_delivery_counts() {
+        let log = "2026-03-05 14:02:31 1rgXyZ-000ABC-12 => cy@example.com R=dnslookup T=remote_smtp H=mx2.example.com [203.0.113.5] C=\"250 OK\"\n\
+2026-03-05 14:02:32 1rgXyZ-000ABC-12 ** fay@example.com R=dnslookup T=remote_smtp H=mx2.example.com [203.0.113.5]: SMTP error from remote mail server after RCPT TO:<fay@example.com>: 530 The message cannot be delivered due to a configuration error on the server. Please contact your Administrator.\n\
+2026-03-05 14:02:33 1rgXyZ-000ABC-12 Completed\n";
+        assert_eq!(judged(log), [(2, "550 5.1.1".to_string(), 1)]);
+    }
+
+    #[test]
+    fn waiting_findings_keep_line_order() {
+        let bounced = format!(
+            "Mar  3 10:00:01 mx1 postfix/smtp[2211]: 4Fq2Xk1Jz: to=<ann@example.org>, relay=mx.example.org[192.0.2.10]:25, delay=1.2, dsn=5.7.1, status=bounced (host mx.example.org[192.0.2.10] said: {CONFIG_ERROR} (in reply to RCPT TO command))"
+        );
+        let greeting = "Mar  3 10:00:08 mx1 postfix/smtp[2230]: 6Hs4Zm3Lb: to=<dan@example.net>, relay=none, delay=0.3, dsn=5.7.1, status=bounced (host mail.example.net[198.51.100.7] refused to talk to me: 530 5.7.1 Access denied: your IP is listed on a DNS blocklist)";
+        let mut log = format!("{bounced}\n{greeting}\n");
+        for _ in 0..ATTEMPT_WINDOW + 5 {
+            log.push_str("Mar  3 10:00:09 mx1 postfix/anvil[1]: statistics\n");
+        }
+        let got = judged(&log);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [1, 2]);
+    }
 
     #[test]
     fn postfix_said_line_gives_host_recipient_context_and_reply() {
