@@ -13,7 +13,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{ConfigDiagnostic, de_duration, de_ip_nets, de_socket_addr, system_hostname};
+use super::de::{de_duration, de_ip_nets, de_socket_addr};
+use super::{ConfigDiagnostic, system_hostname};
 
 /// Reloading without SIGHUP (F5): watch the configuration, rule and
 /// certificate files and reload when one of them changes (a Kubernetes
