@@ -2,6 +2,8 @@
 //! errors with their file:line:key, warnings, durations, `quick`, and the
 //! shipped example files.
 
+use std::time::Duration;
+
 use super::*;
 
 const BASE: &str = "\
