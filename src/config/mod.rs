@@ -1,4 +1,5 @@
-//! Configuration: the model, loading it from YAML, and validating it.
+//! Configuration: the settings replyfix runs with, loaded from YAML and
+//! checked.
 //!
 //! This module owns the settings replyfix runs with: listeners, upstreams,
 //! rule file locations, protocol policies (PROTOCOL D2), resource limits
@@ -13,10 +14,18 @@
 //!
 //! How lines are found: serde-saphyr errors carry a line and column but no
 //! key path, and a typed model loses positions. So the text is parsed twice:
-//! once into a position index (a tree of [`serde_saphyr::Spanned`] nodes,
-//! flattened into `path -> line:column`), and once into the typed model. A
+//! once into the positioned YAML tree of `crate::yaml` (read the way serde
+//! reads the model, `parse_for_structs`), flattened into a position index
+//! (`path -> line:column`), and once into the typed model. A
 //! deserialization error's position is looked up in the index to name its
 //! key; a semantic error's key is looked up to find its line.
+//!
+//! The parts: `model` (the settings and their defaults), `de` (deserialisers
+//! for durations, addresses, networks), `position` (the index),
+//! `diagnostic` (problems and how a YAML error becomes one), `check` (the
+//! semantic checks), `hostname` (SMTP host names). This file is the public
+//! surface (every public type is re-exported here) and loading:
+//! [`Config::load`], [`Config::from_yaml`], [`Config::quick`].
 //!
 //! This module must never open sockets, start tasks, read rule files (only
 //! check that they exist), or log: it returns diagnostics and the caller
@@ -25,7 +34,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde_saphyr::Spanned;
+use crate::yaml;
 
 /// Largest config file [`Config::load`] reads; anything bigger is a mistake.
 const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
@@ -50,7 +59,7 @@ pub use model::{
 
 use diagnostic::diagnostic_from_yaml;
 use hostname::system_hostname;
-use position::{Node, PositionIndex};
+use position::PositionIndex;
 
 impl Config {
     /// Reads, parses and validates the config file at `path`. Relative paths
@@ -77,15 +86,14 @@ impl Config {
     /// diagnostics, becomes [`Config::source`], and its folder is the base
     /// for relative paths.
     pub fn from_yaml(file_name: &str, text: &str) -> Result<Config, ConfigError> {
-        // Best effort: a document the index cannot read (odd keys, tags)
-        // still loads, only with fewer line numbers in semantic errors.
-        // Duplicate keys pass through so the index can name them.
-        let mut index_options = yaml_options();
-        index_options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
-        let index = serde_saphyr::from_str_with_options::<Spanned<Node>>(text, index_options)
+        // Best effort: a document the index cannot read (a null or list
+        // key, a `.nan` where a string is expected) still loads, only with
+        // fewer line numbers in semantic errors. Duplicate keys stay in the
+        // tree so the index can name them.
+        let index = yaml::parse_for_structs(text)
             .map(|root| PositionIndex::build(&root))
             .unwrap_or_default();
-        let mut config: Config = serde_saphyr::from_str_with_options(text, yaml_options())
+        let mut config: Config = serde_saphyr::from_str_with_options(text, yaml::options())
             .map_err(|e| ConfigError(vec![diagnostic_from_yaml(file_name, &index, &e)]))?;
         config.source = Some(PathBuf::from(file_name));
         let base = Path::new(file_name).parent().unwrap_or(Path::new(""));
@@ -168,16 +176,6 @@ impl Config {
             }
         }
     }
-}
-
-fn yaml_options() -> serde_saphyr::Options {
-    let mut options = serde_saphyr::Options::default();
-    // YAML 1.1's `yes`/`no`/`on`/`off` booleans surprise people; a config
-    // takes only `true` and `false`.
-    options.strict_booleans = true;
-    // We render our own one-line diagnostics.
-    options.with_snippet = false;
-    options
 }
 
 #[cfg(test)]

@@ -6,86 +6,14 @@
 //! diagnostic.
 
 use std::collections::HashMap;
-use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer};
-use serde_saphyr::Spanned;
-
-/// A YAML node with positions, read only to build the [`PositionIndex`].
-pub(super) enum Node {
-    Map(Vec<(Spanned<String>, Spanned<Node>)>),
-    Seq(Vec<Spanned<Node>>),
-    Scalar,
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> de::Visitor<'de> for Visitor {
-            type Value = Node;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any YAML node")
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_i128<E>(self, _: i128) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_u128<E>(self, _: u128) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_bytes<E>(self, _: &[u8]) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_unit<E>(self) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_none<E>(self) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-                Node::deserialize(d)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Node::Seq(items))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Node::Map(entries))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
+use crate::yaml::{Node, Value};
 
 /// 1-based line and column.
 type Pos = (usize, usize);
 
-fn pos_of<T>(spanned: &Spanned<T>) -> Option<Pos> {
-    let loc = spanned.referenced;
-    let line = usize::try_from(loc.line()).ok()?;
-    let column = usize::try_from(loc.column()).ok()?;
+/// A node's position; none when the parser could not place it (line 0).
+fn pos_of(line: usize, column: usize) -> Option<Pos> {
     (line > 0).then_some((line, column))
 }
 
@@ -101,39 +29,38 @@ pub(super) struct PositionIndex {
 }
 
 impl PositionIndex {
-    pub(super) fn build(root: &Spanned<Node>) -> Self {
+    /// Indexes a document read by [`crate::yaml::parse_for_structs`], whose
+    /// keys are spelled as serde spells the model's fields.
+    pub(super) fn build(root: &Node) -> Self {
         let mut index = PositionIndex::default();
         index.add(String::new(), root);
         index
     }
 
-    fn add(&mut self, path: String, node: &Spanned<Node>) {
-        let is_map = matches!(node.value, Node::Map(_));
-        if let Some(pos) = pos_of(node) {
+    fn add(&mut self, path: String, node: &Node) {
+        let is_map = matches!(node.value, Value::Map(_));
+        if let Some(pos) = pos_of(node.line, node.column) {
             self.values.insert(path.clone(), pos);
             self.all.push((pos, path.clone(), false, is_map));
         }
         match &node.value {
-            Node::Map(entries) => {
+            Value::Map(entries) => {
                 for (key, value) in entries {
-                    let child = if path.is_empty() {
-                        key.value.clone()
-                    } else {
-                        format!("{path}.{}", key.value)
-                    };
-                    if let Some(pos) = pos_of(key) {
+                    let child = join_path(&path, &key.name);
+                    if let Some(pos) = pos_of(key.line, key.column) {
                         self.keys.insert(child.clone(), pos);
                         self.all.push((pos, child.clone(), true, false));
                     }
                     self.add(child, value);
                 }
             }
-            Node::Seq(items) => {
+            Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     self.add(format!("{path}[{i}]"), item);
                 }
             }
-            Node::Scalar => {}
+            // Scalars have no children.
+            _ => {}
         }
     }
 

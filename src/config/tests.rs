@@ -291,6 +291,33 @@ fn duplicate_key_is_an_error() {
 }
 
 #[test]
+fn unknown_key_that_looks_like_a_number_is_named_as_written() {
+    for key in ["0x1F", "0o17", "1.5", "+5", "010", "1_000", "1e3", "True"] {
+        let d = only_error(&with(&format!("{key}: 1\n")));
+        assert_eq!(at(&d), (Some(8), Some(1), key));
+        let nested = BASE.replace("upstream: relay", &format!("upstream: relay\n    {key}: x"));
+        let d = only_error(&nested);
+        assert_eq!(
+            at(&d),
+            (Some(5), Some(5), format!("listeners[0].{key}").as_str())
+        );
+    }
+}
+
+#[test]
+fn integers_beyond_i64_keep_the_line_numbers_of_other_keys() {
+    for value in ["9223372036854775808", "18446744073709551615"] {
+        let c = load(&with(&format!(
+            "limits:\n  max_message_size: {value}\nmode: shadow\n"
+        )))
+        .unwrap();
+        assert_eq!(c.limits.max_message_size, value.parse().ok());
+        let warnings: Vec<_> = c.warnings.iter().map(at).collect();
+        assert_eq!(warnings, [(Some(10), Some(7), "mode")]);
+    }
+}
+
+#[test]
 fn syntax_error_has_a_line() {
     let d = only_error(&with("limits: [\n"));
     assert!(d.line.is_some(), "{d:?}");
