@@ -12,7 +12,7 @@ use super::position::{PositionIndex, join_path};
 /// One problem (or warning) in a configuration, pointing at where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigDiagnostic {
-    /// The file, or `command line` for [`Config::quick`].
+    /// The file, or `command line` for [`Config::quick`](super::Config::quick).
     pub file: String,
     /// 1-based line, when known.
     pub line: Option<usize>,

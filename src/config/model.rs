@@ -13,8 +13,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::ConfigDiagnostic;
 use super::de::{de_duration, de_ip_nets, de_socket_addr};
+use super::diagnostic::ConfigDiagnostic;
 use super::hostname::system_hostname;
 
 /// Reloading without SIGHUP (F5): watch the configuration, rule and
