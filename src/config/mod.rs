@@ -2,7 +2,7 @@
 //! checked.
 //!
 //! This module owns the settings replyfix runs with: listeners, upstreams,
-//! rule file locations, protocol policies (PROTOCOL D2), resource limits
+//! rule file locations, protocol policies (docs/protocol.md D2), resource limits
 //! (R1–R4), timeouts (F3), logging (L3) and the admin endpoint. It reads one
 //! YAML file (or the `serve --listen/--upstream` shortcut), checks it and
 //! hands back a [`Config`] the rest of the program trusts.

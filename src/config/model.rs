@@ -4,6 +4,8 @@
 //! This module only describes the settings; it must never read a file, check
 //! one setting against another (that is `check`), or know where a key was
 //! written in the YAML text.
+//!
+//! The ids in the docs below (D2, R1, T4, ...) are those of docs/protocol.md.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -72,16 +74,16 @@ pub struct Config {
     #[serde(default)]
     pub mode: Mode,
     /// What to do with a bare CR, bare LF or NUL in message content
-    /// (PROTOCOL D2).
+    /// (D2).
     #[serde(default)]
     pub bare_line_endings: BareLineEndings,
-    /// Resource limits (PROTOCOL R1–R4).
+    /// Resource limits (R1–R4).
     #[serde(default)]
     pub limits: Limits,
-    /// Timeouts (PROTOCOL F3, RFC 5321 4.5.3.2).
+    /// Timeouts (F3, RFC 5321 4.5.3.2).
     #[serde(default)]
     pub timeouts: Timeouts,
-    /// Log format, level and how envelope addresses appear (PROTOCOL L3).
+    /// Log format, level and how envelope addresses appear (L3).
     #[serde(default)]
     pub logging: Logging,
     /// The metrics and health endpoint; off when absent.
@@ -130,7 +132,7 @@ pub struct ListenerConfig {
     pub trusted_proxies: Vec<IpNet>,
 }
 
-/// Client-leg TLS for one listener (RFC 3207; PROTOCOL T1, T3, T5).
+/// Client-leg TLS for one listener (RFC 3207; T1, T3, T5).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
@@ -142,7 +144,7 @@ pub struct ListenerTls {
     #[serde(default)]
     pub implicit: bool,
     /// Refuse mail commands before STARTTLS with `530 5.7.0 Must issue a
-    /// STARTTLS command first` (PROTOCOL T5).
+    /// STARTTLS command first` (T5).
     #[serde(default)]
     pub require_tls: bool,
 }
@@ -167,7 +169,7 @@ pub struct UpstreamConfig {
     pub name: String,
     /// `host:port` entries, tried in order; IPv6 in brackets (`[::1]:25`).
     pub servers: Vec<String>,
-    /// Upstream-leg TLS (PROTOCOL T4).
+    /// Upstream-leg TLS (T4).
     #[serde(default)]
     pub tls: UpstreamTls,
     /// Name in the EHLO replyfix sends itself before STARTTLS or XCLIENT;
@@ -179,7 +181,7 @@ pub struct UpstreamConfig {
     pub send_client_address: ClientAddressForwarding,
 }
 
-/// Upstream-leg TLS settings (PROTOCOL T4).
+/// Upstream-leg TLS settings (T4).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
@@ -198,7 +200,7 @@ pub struct UpstreamTls {
     pub implicit: bool,
 }
 
-/// Upstream TLS policy (PROTOCOL T4).
+/// Upstream TLS policy (T4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsPolicy {
@@ -251,18 +253,18 @@ pub enum Mode {
     Shadow,
 }
 
-/// Policy for bare CR, bare LF and NUL in message content (PROTOCOL D2).
+/// Policy for bare CR, bare LF and NUL in message content (D2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BareLineEndings {
     /// Abort the upstream transaction, answer `550 5.5.2`, close.
     #[default]
     Reject,
-    /// Replace the byte with a space (and re-stuff dots, PROTOCOL D3).
+    /// Replace the byte with a space (and re-stuff dots, D3).
     Sanitize,
 }
 
-/// Resource limits (PROTOCOL R1–R4). Every buffer has a bound.
+/// Resource limits (R1–R4). Every buffer has a bound.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -312,7 +314,7 @@ impl Default for Limits {
     }
 }
 
-/// Timeouts (PROTOCOL F3), chosen to fit inside the client's RFC 5321
+/// Timeouts (F3), chosen to fit inside the client's RFC 5321
 /// 4.5.3.2 timers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -364,7 +366,7 @@ pub struct Logging {
     /// (`info,replyfix::rules=debug`). Overridden by `RUST_LOG`, if the
     /// binary chooses to honour it.
     pub level: String,
-    /// How envelope addresses appear in logs (PROTOCOL L3).
+    /// How envelope addresses appear in logs (L3).
     pub log_addresses: LogAddresses,
     /// Secret key for `log_addresses: hash`. Never printed by `Debug`.
     pub hash_key: Option<String>,
@@ -417,7 +419,7 @@ impl LogFormat {
     }
 }
 
-/// How envelope addresses appear in logs (PROTOCOL L3).
+/// How envelope addresses appear in logs (L3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogAddresses {
