@@ -26,3 +26,4 @@ pub mod smtp;
 pub mod tls;
 pub mod transcript;
 pub mod upstream;
+mod yaml;
