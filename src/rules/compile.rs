@@ -17,10 +17,10 @@ use super::examples;
 use super::model::{
     CodeSet, EnhancedPattern, MAX_REPLY_LINE, Rule, Template, Then, When, is_protected,
 };
-use super::node::{self, Node, Value};
 use super::schema::{Fields, get_bool, get_str, get_str_list, get_u32, join};
 use super::verdict::FACT_KEYS;
 use crate::smtp::{CommandKind, EnhancedCode, ReplyCode};
+use crate::yaml::{self, Node, Value};
 
 /// The longest enhanced code text, `5.999.999`.
 const MAX_ENHANCED_LEN: usize = 9;
@@ -36,7 +36,7 @@ const REMAP_KEYS: &[&[&str]] = &[&["code", "enhanced", "text"]];
 
 /// Compiles every rule of one file; problems go to `d`.
 pub(crate) fn compile_file(text: &str, d: &mut Diags<'_>) -> Vec<Rule> {
-    let root = match node::parse(text) {
+    let root = match yaml::parse(text) {
         Ok(root) => root,
         Err(e) => {
             d.errors.push(RuleDiagnostic {

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::node::{Key, Node};
+use crate::yaml::{Key, Node};
 
 /// One problem found while loading rules: where it is and what is wrong.
 ///

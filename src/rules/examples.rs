@@ -13,12 +13,12 @@ use std::sync::Arc;
 use super::diagnostic::Diags;
 use super::judge;
 use super::model::{Example, Expect, Rule};
-use super::node::{Node, Value};
 use super::schema::{Fields, get_bool, get_str, get_u32};
 use super::verdict::{Action, FACT_KEYS, SessionFacts, Verdict};
 use crate::smtp::escape::escape_capped;
 use crate::smtp::reply::parse_one;
 use crate::smtp::{CommandKind, EnhancedCode, Reply, ReplyCode};
+use crate::yaml::{Node, Value};
 
 /// The reply and its command, the session facts ([`FACT_KEYS`]), then what
 /// is expected.

@@ -10,7 +10,7 @@
 //! This module never does I/O beyond reading rule files, never logs, and
 //! never rewrites a 2xx, 3xx or `421` reply, whatever the rules say (W2).
 //!
-//! The files, from the bottom: `node` (the YAML tree with positions),
+//! The files, from the bottom (the YAML tree with positions is `crate::yaml`):
 //! `verdict` (facts in, verdict out), `model` (the compiled rule),
 //! `diagnostic` (problems with their place), `schema` (typed reads of the
 //! tree), `judge` (matching and applying), `examples` (a rule's examples,
@@ -21,7 +21,6 @@ mod diagnostic;
 mod examples;
 mod judge;
 mod model;
-mod node;
 mod schema;
 mod verdict;
 

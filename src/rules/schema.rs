@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use super::diagnostic::Diags;
-use super::node::{Key, Node, Value};
+use crate::yaml::{Key, Node, Value};
 
 /// Looks up keys of a map node, reporting unknown and repeated keys.
 pub(crate) struct Fields<'n> {
