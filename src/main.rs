@@ -59,6 +59,11 @@ struct ServeArgs {
     /// 127.0.0.1:9725); overrides the configuration's `admin.listen`.
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// Quick start: the name in replyfix's own EHLO to the upstream [default:
+    /// the host's fully qualified name, else the address literal of
+    /// replyfix's end of the connection].
+    #[arg(long, conflicts_with = "config")]
+    helo_name: Option<String>,
     #[command(flatten)]
     tls: QuickTls,
 }
@@ -304,6 +309,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         log_format,
         shadow,
         admin,
+        helo_name,
         tls,
     } = args;
     let config_path = config.clone();
@@ -314,6 +320,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             check_quick_tls(&tls)?;
             let mut c = Config::quick(listen, upstream).map_err(|e| anyhow::anyhow!("{e}"))?;
             apply_quick_tls(&mut c, tls);
+            if let Some(name) = &helo_name {
+                c.set_helo_name(name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
             c
         }
         None => bail!(

@@ -266,10 +266,7 @@ impl Server {
                 implicit_tls: l.tls.as_ref().is_some_and(|t| t.implicit),
                 server_tls,
                 upstream_tls,
-                helo: upstream
-                    .helo_name
-                    .clone()
-                    .unwrap_or_else(|| config.hostname.clone()),
+                helo: config.helo_for(upstream),
                 forwarding: upstream.send_client_address,
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),

@@ -102,6 +102,18 @@ smtpd_tls_loglevel = 1
                     ],
                 ),
                 Service::new("plain", &[]),
+                // Judges the EHLO name at once (not at RCPT): a bare host
+                // name is refused; STARTTLS offered.
+                Service::new(
+                    "helo_strict",
+                    &[
+                        "smtpd_delay_reject=no",
+                        "smtpd_client_restrictions=",
+                        "smtpd_helo_required=yes",
+                        "smtpd_helo_restrictions=reject_non_fqdn_helo_hostname",
+                        "smtpd_tls_security_level=may",
+                    ],
+                ),
                 // Demands STARTTLS of every client before mail commands.
                 Service::new(
                     "tls_required",
@@ -462,4 +474,63 @@ fn a_real_postfix_demanding_tls_is_the_operators_451_until_upstream_tls_is_on() 
     );
     let queue_id = send_message(&rf, "127.0.0.3");
     pf.wait_for_line(&[&queue_id, "status=sent"]);
+}
+
+/// replyfix's own EHLO (here: before STARTTLS, policy `encrypt`) to a real
+/// Postfix that refuses a bare host name at once
+/// (`reject_non_fqdn_helo_hostname`, `smtpd_delay_reject = no`): a short
+/// `hostname` gives the address literal of replyfix's end (accepted, RFC
+/// 5321 4.1.4); a non-qualified `helo_name` is refused (the control);
+/// `--helo-name` on the quick start is used.
+#[test]
+fn replyfix_s_own_ehlo_name_passes_a_real_postfix_that_refuses_bare_host_names() {
+    let Some(bin) = postfix_command() else { return };
+    let pf = start_postfix(&bin);
+    let upstream = Postfix::addr(pf.port("helo_strict"));
+    let yaml = |helo: &'static str| {
+        move |listen: std::net::SocketAddr| {
+            format!(
+                "hostname: vm\nlisteners:\n  - {{name: main, address: \"{listen}\", upstream: up}}\n\
+                 upstreams:\n  - name: up\n    servers: [\"{upstream}\"]\n    tls: {{policy: encrypt}}\n{helo}"
+            )
+        }
+    };
+    // The default with a short hostname: [127.0.0.1].
+    let rf = Replyfix::start_with_config(None, yaml(""));
+    let (mut c, greeting) = rf.connect_greeted();
+    assert!(
+        greeting.starts_with("220 postfix.replyfix.test"),
+        "{greeting}"
+    );
+    assert!(c.cmd("EHLO client.example.test").starts_with("250"));
+    c.cmd("QUIT");
+    drop(rf);
+    pf.wait_for_line(&["postfix/helo_strict/smtpd", "TLS connection established"]);
+    assert!(!pf.log().contains("Helo command rejected"), "{}", pf.log());
+    // The control: a bare helo_name is refused, so STARTTLS never happens.
+    let rf = Replyfix::start_with_config(None, yaml("    helo_name: vm\n"));
+    let (_, greeting) = rf.connect_greeted();
+    assert!(
+        greeting.starts_with("421 4.7.0 vm upstream TLS unavailable"),
+        "{greeting}"
+    );
+    drop(rf);
+    pf.wait_for_line(&["postfix/helo_strict/smtpd", "<vm>: Helo command rejected"]);
+    // The quick start's --helo-name.
+    let rf = Replyfix::start(
+        upstream,
+        ServeOptions::default().args(&[
+            "--upstream-tls",
+            "encrypt",
+            "--helo-name",
+            "relay-proxy.example.test",
+        ]),
+    );
+    let (mut c, greeting) = rf.connect_greeted();
+    assert!(
+        greeting.starts_with("220 postfix.replyfix.test"),
+        "{greeting}"
+    );
+    assert!(c.cmd("EHLO client.example.test").starts_with("250"));
+    c.cmd("QUIT");
 }

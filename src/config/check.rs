@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::diagnostic::{ConfigDiagnostic, ConfigError};
-use super::hostname::domain_problem;
+use super::hostname::{domain_problem, is_fully_qualified};
 use super::model::{
     AdminConfig, BareLineEndings, Config, Limits, ListenerConfig, LogAddresses, Logging, Mode,
     Timeouts, TlsPolicy, UpstreamConfig, UpstreamTls,
@@ -145,7 +145,21 @@ impl Checker<'_> {
                 }
             }
             if let Some(helo) = &upstream.helo_name {
-                self.hostname(&format!("{at}.helo_name"), helo);
+                let key = format!("{at}.helo_name");
+                self.hostname(&key, helo);
+                if domain_problem(helo).is_none()
+                    && !helo.starts_with('[')
+                    && !is_fully_qualified(helo)
+                {
+                    self.warn(
+                        &key,
+                        format!(
+                            "'{helo}' is not fully qualified; relays that check HELO names \
+                             (Postfix's reject_non_fqdn_helo_hostname) refuse it: give a \
+                             name with a domain, or leave helo_name out (docs/configuration.md)"
+                        ),
+                    );
+                }
             }
             self.upstream_tls(&at, &upstream.tls);
         }

@@ -58,6 +58,7 @@ pub use model::{
 };
 
 use diagnostic::diagnostic_from_yaml;
+pub use hostname::is_fully_qualified;
 use hostname::system_hostname;
 use position::PositionIndex;
 
@@ -146,6 +147,42 @@ impl Config {
             warnings: Vec::new(),
         };
         config.validate(COMMAND_LINE, &PositionIndex::default())
+    }
+
+    /// `serve --helo-name NAME`: the name replyfix gives in its own EHLO to
+    /// every upstream, checked like `helo_name` in a file.
+    pub fn set_helo_name(&mut self, name: &str) -> Result<(), ConfigError> {
+        let problem = hostname::domain_problem(name).or_else(|| {
+            (!name.starts_with('[') && !is_fully_qualified(name)).then(|| {
+                format!(
+                    "'{name}' is not fully qualified; relays that check HELO names refuse it (give e.g. relay.example.net)"
+                )
+            })
+        });
+        if let Some(message) = problem {
+            return Err(ConfigError(vec![ConfigDiagnostic {
+                file: COMMAND_LINE.to_owned(),
+                line: None,
+                column: None,
+                key: "--helo-name".to_owned(),
+                message,
+            }]));
+        }
+        for u in &mut self.upstreams {
+            u.helo_name = Some(name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The name replyfix gives in its own EHLO to `upstream` (RFC 5321
+    /// 4.1.4): its `helo_name`, else `hostname` when that is fully
+    /// qualified, else `None`: the address literal of replyfix's end of
+    /// each upstream connection is used (`[192.0.2.1]`).
+    pub fn helo_for(&self, upstream: &UpstreamConfig) -> Option<String> {
+        upstream
+            .helo_name
+            .clone()
+            .or_else(|| is_fully_qualified(&self.hostname).then(|| self.hostname.clone()))
     }
 
     /// The upstream a listener relays to. Always `Some` for a validated

@@ -53,8 +53,10 @@ pub struct SessionContext {
     /// TLS from the first byte on the client leg (port 465 style).
     pub implicit_tls: bool,
     pub upstream_tls: UpstreamTlsContext,
-    /// The name replyfix sends in its own EHLO to the upstream.
-    pub helo: String,
+    /// The name replyfix sends in its own EHLO to the upstream; `None`: the
+    /// address literal of replyfix's end of each connection (RFC 5321
+    /// 4.1.4).
+    pub helo: Option<String>,
     /// How the upstream learns the client's address.
     pub forwarding: ClientAddressForwarding,
     pub metrics: Arc<Metrics>,
@@ -147,7 +149,7 @@ pub async fn run(
     let established = Box::pin(upstream::establish(
         &ctx.upstream.servers,
         &ctx.upstream_tls,
-        &ctx.helo,
+        ctx.helo.as_deref(),
         setup,
         who,
     ))
@@ -604,7 +606,7 @@ mod tests {
             addresses: AddressLog::new(config.logging.log_addresses, None),
             server_tls: None,
             implicit_tls: false,
-            helo: "h".into(),
+            helo: Some("h.example".into()),
             forwarding: ClientAddressForwarding::None,
             metrics: Arc::new(Metrics::new()),
             readiness: Arc::new(Readiness::new(["t"])),

@@ -115,10 +115,12 @@ enum TlsStep {
 }
 
 /// Connects to the first reachable server and sets up TLS per policy.
+/// `helo` is the name of replyfix's own EHLO; `None` sends the address
+/// literal of replyfix's end of the connection (RFC 5321 4.1.4).
 pub async fn establish(
     servers: &[String],
     tls: &UpstreamTlsContext,
-    helo: &str,
+    helo: Option<&str>,
     t: SetupTimeouts,
     who: ClientAddress,
 ) -> Result<Established, UpstreamFailure> {
@@ -133,7 +135,7 @@ pub async fn establish(
 async fn establish_tls(
     servers: &[String],
     tls: &UpstreamTlsContext,
-    helo: &str,
+    helo_name: Option<&str>,
     t: SetupTimeouts,
     who: ClientAddress,
 ) -> Result<Established, UpstreamFailure> {
@@ -152,6 +154,8 @@ async fn establish_tls(
                 continue;
             }
         };
+        let literal = helo_name.is_none().then(|| address_literal(&tcp));
+        let helo = helo_name.or(literal.as_deref()).unwrap_or("localhost");
         match tls.policy {
             TlsPolicy::None if probe => {
                 let mut tcp = tcp;
@@ -228,6 +232,20 @@ fn plain(tcp: TcpStream, server: &str, greeting: Vec<u8>) -> Established {
         greeting,
         tls: None,
         xclient: false,
+    }
+}
+
+/// The address literal of replyfix's end of `tcp` (`[192.0.2.1]`,
+/// `[IPv6:2001:db8::1]`): the EHLO name RFC 5321 4.1.4 asks for when the
+/// host has no usable domain name.
+fn address_literal(tcp: &TcpStream) -> String {
+    match tcp.local_addr().map(|a| a.ip()) {
+        Ok(std::net::IpAddr::V4(ip)) => format!("[{ip}]"),
+        Ok(std::net::IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => format!("[{v4}]"),
+            None => format!("[IPv6:{ip}]"),
+        },
+        Err(_) => "[127.0.0.1]".to_string(),
     }
 }
 

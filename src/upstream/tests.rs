@@ -27,7 +27,7 @@ fn the_setup_future_stays_small() {
         client: addr,
         local: addr,
     };
-    let fut = establish(&servers, &tls, "h", T, who);
+    let fut = establish(&servers, &tls, Some("h"), T, who);
     let size = std::mem::size_of_val(&fut);
     println!("setup future: {size} bytes");
     assert!(size < 2048, "setup future is {size} bytes");
@@ -110,6 +110,14 @@ async fn establish_with(
     xclient_in_plain: bool,
     forwarding: ClientAddressForwarding,
 ) -> (bool, Vec<String>) {
+    establish_named(xclient_in_plain, forwarding, Some("proxy.test")).await
+}
+
+async fn establish_named(
+    xclient_in_plain: bool,
+    forwarding: ClientAddressForwarding,
+    helo: Option<&str>,
+) -> (bool, Vec<String>) {
     let (dir, cert, key) = cert_files(&format!("{xclient_in_plain}-{forwarding:?}"));
     let acceptor = TlsAcceptor::from(crate::tls::server_config(&cert, &key).unwrap());
     let _ = std::fs::remove_dir_all(dir);
@@ -126,7 +134,7 @@ async fn establish_with(
         client: "192.0.2.7:40000".parse().unwrap(),
         local: "127.0.0.1:25".parse().unwrap(),
     };
-    let est = establish(&[addr], &tls, "proxy.test", T, who)
+    let est = establish(&[addr], &tls, helo, T, who)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(est.tls.is_some());
@@ -158,4 +166,12 @@ async fn without_xclient_forwarding_the_client_ehlo_is_the_first_inside_tls() {
     let (xclient, seen) = establish_with(true, ClientAddressForwarding::None).await;
     assert!(!xclient);
     assert_eq!(seen, ["EHLO proxy.test", "STARTTLS"]);
+}
+
+#[tokio::test]
+async fn without_a_fully_qualified_name_replyfix_ehlos_with_its_address_literal() {
+    // RFC 5321 4.1.4: the address literal of replyfix's end of the
+    // connection, accepted by relays that refuse a bare host name.
+    let (_, seen) = establish_named(true, ClientAddressForwarding::None, None).await;
+    assert_eq!(seen, ["EHLO [127.0.0.1]", "STARTTLS"]);
 }

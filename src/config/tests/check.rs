@@ -320,3 +320,50 @@ fn unused_upstream_is_a_warning() {
     assert_eq!(c.warnings.len(), 1);
     assert_eq!(c.warnings[0].key, "upstreams[1].name");
 }
+
+#[test]
+fn the_ehlo_name_is_helo_name_else_a_fully_qualified_hostname_else_the_address_literal() {
+    let c = load(&format!("hostname: vm\n{BASE}")).unwrap();
+    assert_eq!(
+        c.helo_for(&c.upstreams[0]),
+        None,
+        "short: the address literal"
+    );
+    let c = load(&format!("hostname: mx.example.net\n{BASE}")).unwrap();
+    assert_eq!(
+        c.helo_for(&c.upstreams[0]).as_deref(),
+        Some("mx.example.net")
+    );
+    let c = load(&format!(
+        "hostname: vm\n{BASE}    helo_name: relay-proxy.example.net\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.helo_for(&c.upstreams[0]).as_deref(),
+        Some("relay-proxy.example.net")
+    );
+}
+
+#[test]
+fn a_helo_name_without_a_domain_is_a_warning_and_on_the_command_line_an_error() {
+    let c = load(&format!("{BASE}    helo_name: vm\n")).unwrap();
+    let w: Vec<String> = c.warnings.iter().map(|d| d.to_string()).collect();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("upstreams[0].helo_name") && w.contains("not fully qualified")),
+        "{w:?}"
+    );
+    let mut quick = Config::quick(
+        vec!["127.0.0.1:2525".parse().unwrap()],
+        vec!["127.0.0.1:25".to_owned()],
+    )
+    .unwrap();
+    let e = quick.set_helo_name("vm").unwrap_err();
+    assert_eq!(e.0[0].key, "--helo-name");
+    assert!(quick.set_helo_name("[192.0.2.1]").is_ok());
+    quick.set_helo_name("relay.example.net").unwrap();
+    assert_eq!(
+        quick.helo_for(&quick.upstreams[0]).as_deref(),
+        Some("relay.example.net")
+    );
+}
