@@ -519,7 +519,8 @@ fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
     let reports = dsn::explain_bounce(&rules, &bounce, &base.facts());
     if base.json {
         let v = serde_json::json!({
-            "style": bounce.style.as_str(),
+            "style": bounce.style,
+            "rfc3464": bounce.rfc3464,
             "rules_version": rules.version(),
             "recipients": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
         });
@@ -527,7 +528,7 @@ fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
     } else {
         out!(
             "bounce: {} style, {} failed recipient(s), rules {}",
-            bounce.style.as_str(),
+            bounce.style,
             reports.len(),
             rules.version()
         );

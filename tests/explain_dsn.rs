@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use replyfix::explain::dsn::{BounceStyle, RecipientReport, explain_bounce, parse_bounce};
+use replyfix::explain::dsn::{RecipientReport, explain_bounce, parse_bounce};
 use replyfix::rules::{RuleSet, SessionFacts};
 use replyfix::smtp::CommandKind;
 
@@ -15,7 +15,7 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn reports(name: &str) -> (BounceStyle, Vec<RecipientReport>) {
+fn reports(name: &str) -> (&'static str, Vec<RecipientReport>) {
     let bounce = parse_bounce(&fixture(name)).expect("a message");
     let rules = RuleSet::builtin();
     let r = explain_bounce(&rules, &bounce, &SessionFacts::new(CommandKind::Other));
@@ -32,7 +32,7 @@ type Want<'a> = (
     &'a str,
 );
 
-fn check(name: &str, style: BounceStyle, want: &[Want<'_>]) {
+fn check(name: &str, style: &str, want: &[Want<'_>]) {
     let (got_style, got) = reports(name);
     assert_eq!(got_style, style, "{name}");
     assert_eq!(got.len(), want.len(), "{name}: {got:#?}");
@@ -60,7 +60,7 @@ fn check(name: &str, style: BounceStyle, want: &[Want<'_>]) {
 fn rfc3464_report_gives_failed_recipients_with_contexts_from_the_text_part() {
     check(
         "rfc3464-postfix.eml",
-        BounceStyle::Rfc3464,
+        "postfix",
         &[
             (
                 "ann@example.org",
@@ -95,7 +95,7 @@ fn rfc3464_delivered_recipients_are_not_reported() {
 fn postfix_text_bounce_reads_folded_lines_greeting_and_multi_line_replies() {
     check(
         "postfix-text.eml",
-        BounceStyle::Postfix,
+        "postfix",
         &[
             (
                 "dan@example.net",
@@ -121,7 +121,7 @@ fn postfix_text_bounce_reads_folded_lines_greeting_and_multi_line_replies() {
 fn exim_bounce_reads_reply_on_the_line_after_smtp_error() {
     check(
         "exim.eml",
-        BounceStyle::Exim,
+        "exim",
         &[
             (
                 "fay@example.com",
@@ -147,7 +147,7 @@ fn exim_bounce_reads_reply_on_the_line_after_smtp_error() {
 fn exchange_ndr_reads_remote_server_returned_once_despite_html_copy() {
     check(
         "exchange.eml",
-        BounceStyle::Exchange,
+        "exchange2007",
         &[(
             "hal@example.org",
             Some("mx.example.org"),
@@ -163,7 +163,7 @@ fn exchange_ndr_reads_remote_server_returned_once_despite_html_copy() {
 fn gmail_bounce_reads_multi_line_response() {
     check(
         "gmail.eml",
-        BounceStyle::Gmail,
+        "gmail",
         &[(
             "ivy@example.net",
             None,
@@ -197,7 +197,8 @@ fn cli_dsn_json_has_one_object_with_recipients() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert_eq!(v["style"], "rfc3464");
+    assert_eq!(v["style"], "postfix");
+    assert_eq!(v["rfc3464"], true);
     let r = &v["recipients"][0];
     assert_eq!(r["recipient"], "ann@example.org");
     assert_eq!(r["context"], "rcpt");
@@ -252,4 +253,120 @@ fn network_text_in_a_bounce_is_escaped() {
     let shown = r[0].to_string();
     assert!(!shown.contains('\x1b'), "{shown}");
     assert!(shown.contains("\\x1B[31m"), "{shown}");
+}
+
+// ------------------------------------------------------------ the labelled set
+
+/// One labelled failed recipient of `tests/fixtures/bounces/sisimai/expected.json`.
+struct Label {
+    status: String,
+    reason: String,
+}
+
+fn sisimai_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bounces/sisimai")
+}
+
+fn labels() -> Vec<(String, Vec<Label>)> {
+    let text = std::fs::read_to_string(sisimai_dir().join("expected.json")).expect("expected.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("expected.json is JSON");
+    let mut out: Vec<(String, Vec<Label>)> = v
+        .as_object()
+        .expect("an object")
+        .iter()
+        .map(|(file, entries)| {
+            let entries = entries
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|e| Label {
+                    status: e["status"].as_str().unwrap_or("").to_string(),
+                    reason: e["reason"].as_str().unwrap_or("").to_string(),
+                })
+                .collect();
+            (file.clone(), entries)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// sisimai writes `x.0.9NN` when the bounce carries no status of its own
+/// (its code for "reason R, no status given"): replyfix agrees when it
+/// reports no status or only the class (`x.0.0`) of the same class.
+fn status_agrees(want: &str, got: Option<&str>) -> bool {
+    let pseudo = want
+        .split('.')
+        .collect::<Vec<_>>()
+        .as_slice()
+        .get(1..3)
+        .is_some_and(|p| p[0] == "0" && p[1].len() == 3 && p[1].starts_with('9'));
+    match got {
+        None => want.is_empty() || pseudo,
+        Some(g) if pseudo => g.split('.').next() == want.split('.').next() && g.ends_with(".0.0"),
+        Some(g) => g == want,
+    }
+}
+
+/// The format a sample file belongs to: `lhost-qmail-07.eml` -> `lhost-qmail`.
+fn format_of(file: &str) -> &str {
+    file.trim_end_matches(".eml")
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .trim_end_matches('-')
+}
+
+#[test]
+fn sisimai_set_coverage_status_and_reason_rates_hold() {
+    let labels = labels();
+    assert!(labels.len() >= 300, "{} labelled files", labels.len());
+    let (mut covered, mut entries, mut status_ok, mut reason_ok) = (0usize, 0usize, 0usize, 0usize);
+    let mut misses: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (file, want) in &labels {
+        let raw = std::fs::read(sisimai_dir().join(file)).expect("labelled file exists");
+        let got = match parse_bounce(&raw) {
+            Ok(b) => b.recipients,
+            Err(_) => Vec::new(),
+        };
+        if !got.is_empty() {
+            covered += 1;
+        }
+        for (i, w) in want.iter().enumerate() {
+            entries += 1;
+            let g = got.get(i);
+            let st = g.and_then(|g| g.status.as_deref());
+            let rs = g.map_or("-", |g| g.reason.as_str());
+            let s_ok = g.is_some() && status_agrees(&w.status, st);
+            let r_ok = rs == w.reason;
+            status_ok += usize::from(s_ok);
+            reason_ok += usize::from(r_ok);
+            if !s_ok || !r_ok {
+                misses.entry(format_of(file)).or_default().push(format!(
+                    "{file}#{}: status {} want {}, reason {rs} want {}",
+                    i + 1,
+                    st.unwrap_or("-"),
+                    if w.status.is_empty() { "-" } else { &w.status },
+                    w.reason
+                ));
+            }
+        }
+    }
+    let files = labels.len();
+    let rate = |n: usize, d: usize| n as f64 * 100.0 / d as f64;
+    let (coverage, status, reason) = (
+        rate(covered, files),
+        rate(status_ok, entries),
+        rate(reason_ok, entries),
+    );
+    println!(
+        "sisimai set: {files} files, {entries} labelled recipients\n  coverage {coverage:.1}% ({covered}/{files})\n  status agreement {status:.1}% ({status_ok}/{entries})\n  reason agreement {reason:.1}% ({reason_ok}/{entries})"
+    );
+    for (format, lines) in &misses {
+        println!("  {format}: {} disagreement(s)", lines.len());
+        for l in lines {
+            println!("    {l}");
+        }
+    }
+    assert!(coverage >= 98.0, "coverage {coverage:.1}% < 98%");
+    assert!(status >= 95.0, "status agreement {status:.1}% < 95%");
+    assert!(reason >= 90.0, "reason agreement {reason:.1}% < 90%");
 }
