@@ -20,6 +20,7 @@ use crate::smtp::Reply;
 use crate::smtp::escape::escape_capped;
 
 pub use super::bounce::mail::MAX_BOUNCE;
+use super::bounce::reason_for_reply;
 pub use super::bounce::{FailedRecipient, MAX_RECIPIENTS, Reason};
 
 /// Why a bounce could not be read.
@@ -74,6 +75,10 @@ pub struct RecipientReport {
     pub explanation: Option<Explanation>,
     /// What it most likely means and what to do.
     pub advice: Advice,
+    /// The reason read again from the reply the rules would send instead,
+    /// when they change its code (a misused 530 whose `5.7.1` hid an
+    /// unknown user); `None` when the rules leave the code alone.
+    pub accurate_reason: Option<Reason>,
 }
 
 /// Judges each failed recipient's reply with `rules`; `base` gives the
@@ -95,10 +100,15 @@ pub fn explain_bounce(
                 Some(e) => advise(&e.original, &e.verdict),
                 None => advise_reason(r.reason, r.status.as_deref()),
             };
+            let accurate_reason = explanation.as_ref().and_then(|e| {
+                let sent = e.client_sees();
+                (sent.code() != e.original.code()).then(|| reason_for_reply(r, sent))
+            });
             RecipientReport {
                 recipient: r.clone(),
                 explanation,
                 advice,
+                accurate_reason,
             }
         })
         .collect()
@@ -116,6 +126,7 @@ impl RecipientReport {
         json!({
             "recipient": esc(&r.recipient),
             "reason": r.reason.as_str(),
+            "accurate_reason": self.accurate_reason.map(Reason::as_str),
             "action": r.action.as_deref().map(esc),
             "status": r.status.as_deref().map(esc),
             "status_source": r.status_source,
@@ -144,7 +155,12 @@ impl fmt::Display for RecipientReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.recipient;
         writeln!(f, "recipient:   {}", esc(&r.recipient))?;
-        writeln!(f, "reason:      {}", r.reason)?;
+        match self.accurate_reason {
+            Some(a) if a != r.reason => {
+                writeln!(f, "reason:      {} (after the rules: {a})", r.reason)?
+            }
+            _ => writeln!(f, "reason:      {}", r.reason)?,
+        }
         if let Some(m) = &r.remote_mta {
             writeln!(f, "remote MTA:  {}", esc(m))?;
         }

@@ -8,7 +8,7 @@
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
-use super::reason::floor_char_boundary;
+use super::text::floor_char_boundary;
 
 /// The most of a bounce that is parsed (bytes). The parts that explain the
 /// failure come first; a returned message beyond this is not read.
@@ -131,6 +131,11 @@ impl Mail {
             texts = htmls;
         }
         let mut text = texts.join("\n").replace("\r\n", "\n");
+        // MIME too broken to give any part (a boundary lost to a bad fold):
+        // the body as it is, up to the returned message.
+        if text.trim().is_empty() && mail.status.is_none() {
+            text = raw_body(raw);
+        }
         text.truncate(floor_char_boundary(&text, MAX_TEXT));
         mail.text = text;
         Some(mail)
@@ -225,6 +230,26 @@ fn capped_lossy(b: &[u8], cap: usize) -> String {
     String::from_utf8_lossy(&b[..b.len().min(cap)]).replace("\r\n", "\n")
 }
 
+/// The body of `raw` (after its header) as lossy text, up to a
+/// `message/rfc822` part, at most [`MAX_TEXT`] bytes.
+fn raw_body(raw: &[u8]) -> String {
+    let start = memchr::memmem::find(raw, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| memchr::memmem::find(raw, b"\n\n").map(|i| i + 2))
+        .unwrap_or(raw.len());
+    let body = capped_lossy(&raw[start..], MAX_TEXT);
+    let end = body
+        .lines()
+        .scan(0usize, |at, l| {
+            let here = *at;
+            *at += l.len() + 1;
+            Some((here, l))
+        })
+        .find(|(_, l)| contains_ci(l, "content-type: message/rfc822"))
+        .map_or(body.len(), |(at, _)| at);
+    body[..end].to_string()
+}
+
 /// The header block at the start of `raw` (up to the first empty line),
 /// capped at [`MAX_HEADERS`] lines of it and 64 KiB.
 fn header_block(raw: &[u8]) -> String {
@@ -305,6 +330,21 @@ mod tests {
         assert!(mail.status.as_deref().unwrap().contains("Final-Recipient"));
         assert_eq!(mail.returned_header("to").as_deref(), Some("a@b"));
         assert!(mail.multipart);
+    }
+
+    #[test]
+    fn a_multipart_without_a_boundary_is_read_as_plain_text() {
+        let m = b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: multipart/alternative;\r\nboundary=\"y\"\r\n\r\n--y\r\nContent-Type: text/plain\r\n\r\nError message below:\r\n550 no such user\r\n--y--\r\n--x--\r\n";
+        let mail = Mail::read(m).unwrap();
+        assert!(mail.text.contains("550 no such user"), "{:?}", mail.text);
+    }
+
+    #[test]
+    fn huge_texts_are_capped() {
+        let mut m = b"Subject: x\r\n\r\n".to_vec();
+        m.resize(MAX_BOUNCE, b'a');
+        let mail = Mail::read(&m).unwrap();
+        assert!(mail.text.len() <= MAX_TEXT);
     }
 
     #[test]

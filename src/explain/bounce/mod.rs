@@ -22,7 +22,9 @@ pub mod formats;
 pub mod mail;
 pub mod reason;
 pub mod rfc3464;
+pub mod summary;
 pub mod text;
+pub mod wording;
 
 use crate::explain::extract::reply_from_quoted;
 use crate::smtp::{CommandKind, EnhancedCode, Reply};
@@ -251,7 +253,7 @@ fn better_diagnostic(d: Option<&str>, t: Option<&str>) -> bool {
     if dr.enhanced().is_none() && tr.is_some_and(|r| r.enhanced().is_some()) {
         return true;
     }
-    let head = &d[..reason::floor_char_boundary(d, 40)];
+    let head = &d[..text::floor_char_boundary(d, 40)];
     t.len() > d.len() && t.contains(head)
 }
 
@@ -304,7 +306,7 @@ fn reason_text(diagnostic: &str, reply: Option<&Reply>) -> String {
     let at = text::reply_start(diagnostic).unwrap_or(0);
     let mut out = diagnostic[..at].to_string();
     out.push(' ');
-    r.text_for_matching(&mut out, reason::MAX_REASON_TEXT);
+    r.text_for_matching(&mut out, wording::MAX_REASON_TEXT);
     out
 }
 
@@ -334,11 +336,27 @@ fn choose_status(
         .and_then(|(s, from)| s.map(|s| (s, *from)))
 }
 
+/// The reason `r` would have if its remote server had replied with
+/// `reply`'s code and enhanced status (the reply the rules would send
+/// instead): the remote server's own words, command and action.
+pub fn reason_for_reply(r: &FailedRecipient, reply: &Reply) -> Reason {
+    let text = reason_text(r.diagnostic.as_deref().unwrap_or(""), r.reply.as_ref());
+    decide(&Evidence {
+        text: &text,
+        note: "",
+        status: reply.enhanced(),
+        code: Some(reply.code().get()),
+        command: r.context_known.then_some(r.context),
+        action: r.action.as_deref(),
+        hint: None,
+    })
+}
+
 /// Decides the status, rebuilds the reply and decides the reason.
 pub fn finish(f: Found) -> FailedRecipient {
     let diagnostic = f.diagnostic.map(|d| {
         let d = d.trim();
-        d[..reason::floor_char_boundary(d, MAX_DIAGNOSTIC)].to_string()
+        d[..text::floor_char_boundary(d, MAX_DIAGNOSTIC)].to_string()
     });
     let reply = diagnostic.as_deref().and_then(find_reply);
     let reply_code = reply.as_ref().map(|r| r.code().get()).or_else(|| {
@@ -379,7 +397,12 @@ pub fn finish(f: Found) -> FailedRecipient {
             .map(|(s, _)| s.to_string())
             .or_else(|| f.status.filter(|s| !s.trim().is_empty())),
         status_source: chosen.map(|(_, from)| from),
-        remote_mta: f.remote_mta,
+        remote_mta: f.remote_mta.or_else(|| {
+            diagnostic
+                .as_deref()
+                .and_then(text::host_in)
+                .or_else(|| f.note.as_deref().and_then(text::host_in))
+        }),
         diagnostic,
         reply,
         reply_code,

@@ -77,8 +77,10 @@ pub fn parse_delivery_status(body: &str) -> Vec<Found> {
                     f.note = Some(words.to_string());
                 }
             }
+            // `dns; mx.example.org (TCP|192.0.2.1|25) (...)`: the name only.
             f.remote_mta = get("remote-mta")
-                .map(|s| strip_type(s).to_string())
+                .and_then(|s| strip_type(s).split_whitespace().next())
+                .map(|s| s.trim_matches(['[', ']']).to_string())
                 .filter(|s| !s.is_empty());
             let diagnostic = get("diagnostic-code");
             f.diagnostic = diagnostic

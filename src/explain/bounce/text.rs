@@ -21,6 +21,14 @@ static REPLY_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|[\s:'(<\[])([245][0-5]\d)(?:[ -]|$)").expect("static regex")
 });
 
+/// The largest char boundary at or below `at`.
+pub fn floor_char_boundary(s: &str, at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    (0..=at).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+}
+
 /// The first e-mail address in `s` (without angle brackets), trailing dots
 /// removed.
 pub fn address_in(s: &str) -> Option<String> {
@@ -55,6 +63,19 @@ pub fn reply_start(s: &str) -> Option<usize> {
         .captures(s)
         .and_then(|c| c.get(1))
         .map(|m| m.start())
+}
+
+static HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:\bhost\s+|while talking to\s+|\bby\s+)([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\.?(?:\s*\[|[\s:.(]|$)|\b([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\.?\s*\[[0-9a-fA-F.:]+\]")
+        .expect("static regex")
+});
+
+/// A remote host named in prose: `host mx.example.org[192.0.2.1]`,
+/// `while talking to mx.example.org.`, `mx.example.org [192.0.2.1]`.
+pub fn host_in(text: &str) -> Option<String> {
+    let c = HOST.captures(text)?;
+    let h = c.get(1).or_else(|| c.get(2))?.as_str();
+    Some(h.trim_end_matches('.').to_ascii_lowercase())
 }
 
 static SENT: LazyLock<Regex> =
@@ -212,6 +233,23 @@ mod tests {
         assert_eq!(p[0].0, "a@x.example");
         assert_eq!(p[0].1, vec!["first", "second"]);
         assert_eq!(p[1].1, vec!["third"]);
+    }
+
+    #[test]
+    fn hosts_are_found_in_prose() {
+        assert_eq!(
+            host_in("host mx.example.org[192.0.2.1] said").as_deref(),
+            Some("mx.example.org")
+        );
+        assert_eq!(
+            host_in("... while talking to MX.example.org.:").as_deref(),
+            Some("mx.example.org")
+        );
+        assert_eq!(
+            host_in("mx2.example.org [192.0.2.7]: 550").as_deref(),
+            Some("mx2.example.org")
+        );
+        assert_eq!(host_in("550 5.1.1 user unknown"), None);
     }
 
     #[test]

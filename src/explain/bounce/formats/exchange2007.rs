@@ -1,7 +1,9 @@
 //! Exchange 2007 and later and Office 365 NDRs: `Remote Server returned
 //! '550 5.1.1 ...'` after the recipient's address, in the text or (when
 //! there is no plain text) the HTML; newer ones `Remote server returned
-//! ... ` blocks under "Diagnostic information for administrators".
+//! ... ` blocks under "Diagnostic information for administrators"; 2007
+//! and 2010 the reply between `#` and `##` under the address
+//! (`#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##`).
 
 use std::sync::LazyLock;
 
@@ -21,6 +23,9 @@ pub const FORMAT: Format = Format {
 
 static RETURNED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)Remote Server returned '([^']*)'?").expect("static regex"));
+static HASHED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*#(\d{3}[ -]\d\.\d{1,3}\.\d{1,3}\s.*?)\s*##.*$").expect("static regex")
+});
 static ORG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:organization rejected your message|Remote server|Generating server):?\s*\[?([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
         .expect("static regex")
@@ -40,7 +45,8 @@ fn read(mail: &Mail) -> Vec<Found> {
         if let Some(c) = ORG.captures(line) {
             org = Some(c[1].trim_end_matches('.').to_string());
         }
-        if let Some(c) = RETURNED.captures(line) {
+        // Exchange 2007/2010 write the reply between `#` and `##`.
+        if let Some(c) = RETURNED.captures(line).or_else(|| HASHED.captures(line)) {
             if let Some(a) = last_address.clone() {
                 let mut f = Found::new(a);
                 f.diagnostic = Some(c[1].trim().to_string());
@@ -63,6 +69,20 @@ fn read(mail: &Mail) -> Vec<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashed_reply_follows_the_address() {
+        let m = Mail {
+            text: "Diagnostic information for administrators:\n\nGenerating server: mx.example.org\n\nkim@example.co.jp\n#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##\n".into(),
+            ..Mail::default()
+        };
+        let r = read(&m);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some("550 5.1.1 RESOLVER.ADR.RecipNotFound; not found")
+        );
+    }
 
     #[test]
     fn reply_follows_the_address() {

@@ -92,6 +92,26 @@ fn read(mail: &Mail) -> Vec<Found> {
         }
     }
     flush(&mut cur, &mut out);
+    // A delay notice ("Warning: message ... delayed", "have not yet been
+    // delivered"): Exim is still trying.
+    if mail.subject().starts_with("Warning: message")
+        || mail.text_has("have not yet been delivered")
+    {
+        for f in &mut out {
+            f.action = Some("delayed".into());
+        }
+    }
+    if out.is_empty() {
+        // Nothing listed: the addresses in `X-Failed-Recipients`.
+        for a in mail
+            .header("x-failed-recipients")
+            .unwrap_or("")
+            .split(',')
+            .filter_map(address_in)
+        {
+            out.push(Found::new(a));
+        }
+    }
     out
 }
 

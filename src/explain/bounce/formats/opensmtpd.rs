@@ -25,7 +25,8 @@ static LINE: LazyLock<Regex> = LazyLock::new(|| {
 
 fn detect(m: &Mail) -> bool {
     m.text_has("This is the MAILER-DAEMON, please DO NOT REPLY")
-        || m.text_has("following list of recipients:")
+        || m.text_has("list of recipients:")
+            && m.text_has("Below is a copy of the original message")
 }
 
 fn read(mail: &Mail) -> Vec<Found> {
@@ -33,10 +34,7 @@ fn read(mail: &Mail) -> Vec<Found> {
     let mut started = false;
     let mut out = Vec::new();
     for line in lines(text) {
-        if line
-            .to_ascii_lowercase()
-            .contains("following list of recipients")
-        {
+        if line.to_ascii_lowercase().contains("list of recipients:") {
             started = true;
             continue;
         }

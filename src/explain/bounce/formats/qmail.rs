@@ -6,6 +6,10 @@
 //! or its own verdict with a status in brackets, `Sorry, no mailbox here
 //! by that name. (#5.1.1)`.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use super::super::mail::Mail;
 use super::super::reason::Reason;
 use super::super::text::{address_paragraphs, before_marker, find_ci, join, status_in};
@@ -19,6 +23,11 @@ pub const FORMAT: Format = Format {
     read,
     generic: false,
 };
+
+static HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:Giving up on|Connected to|remote host)\s+([0-9A-Za-z][0-9A-Za-z.:-]*[0-9A-Za-z])|([0-9A-Za-z][0-9A-Za-z.:-]*[0-9A-Za-z]) (?:does not like recipient|failed after I sent|failed on DATA)")
+        .expect("static regex")
+});
 
 fn detect(m: &Mail) -> bool {
     m.text_has("This is the qmail-send program")
@@ -64,6 +73,10 @@ pub fn paragraph(addr: String, body: &[&str]) -> Found {
         .find(|(words, _)| find_ci(&all, words).is_some())
         .map(|&(_, k)| k);
     f.text_status = status_in(&all);
+    f.remote_mta = HOST
+        .captures(&all)
+        .and_then(|c| c.get(1).or_else(|| c.get(2)))
+        .map(|m| m.as_str().to_string());
     // The reply follows `Remote host said:` (or `remote host IP said:`)
     // up to qmail's next words of its own.
     let reply = find_ci(&all, " said:").map(|at| {
@@ -120,6 +133,7 @@ mod tests {
             Some("550 5.7.1 <a@example.jp>... Access denied")
         );
         assert_eq!(r[1].command, Some(CommandKind::Rcpt));
+        assert_eq!(r[1].remote_mta.as_deref(), Some("192.0.2.5"));
         assert_eq!(
             r[1].diagnostic.as_deref(),
             Some("552 5.2.2 <lee@example.org>: Mailbox full")
