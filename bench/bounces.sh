@@ -28,6 +28,7 @@ for f in "$DIR"/*.eml; do
   echo "$(ms_of "$BIN" explain --json --dsn "$f") $(basename "$f")"
 done | sort -n > "$TMP/times"
 
+[ -r /proc/loadavg ] && echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 n=$(wc -l < "$TMP/times")
 median=$(awk -v n="$n" 'NR == int((n + 1) / 2) { print $1 }' "$TMP/times")
 p99=$(awk -v n="$n" 'NR == int(n * 0.99 + 0.999) { print $1 }' "$TMP/times")
@@ -38,6 +39,7 @@ tail -5 "$TMP/times" | sed 's/^/  /'
 
 # A 50 MB bounce: the report first, then a returned message of 50 MB.
 big="$TMP/big.eml"
+set +o pipefail # `yes` ends on SIGPIPE when `head` has enough
 {
   printf 'From: MAILER-DAEMON@example.net\r\nSubject: Undelivered Mail Returned to Sender\r\n'
   printf 'Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n'
@@ -46,6 +48,7 @@ big="$TMP/big.eml"
   printf -- '--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: big\r\n\r\n'
   yes 'abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz012345' | head -c 52428800
 } > "$big"
+set -o pipefail
 echo "50 MB bounce: $(ms_of "$BIN" explain --json --dsn "$big") ms"
 if command -v /usr/bin/time >/dev/null; then
   /usr/bin/time -f "50 MB bounce: peak RSS %M KiB" "$BIN" explain --json --dsn "$big" >/dev/null

@@ -2,12 +2,14 @@
 //! phrases servers and MTAs use to say it ("mailbox full", "user unknown",
 //! "relay access denied", ...), in three tiers tried at different points of
 //! [`super::reason::decide`]. Phrases are classes of wording, never the
-//! message of one sample; each is a case-insensitive `regex` (linear
-//! time) run over at most [`MAX_REASON_TEXT`] bytes. No I/O.
+//! message of one sample; each is a lower-case `regex` (linear time, ASCII
+//! classes) run over at most [`MAX_REASON_TEXT`] bytes of lower-cased
+//! text. No I/O.
 
 use std::sync::LazyLock;
 
-use regex::{Regex, RegexSet};
+use regex::Regex;
+use regex::bytes::RegexSet;
 
 use super::reason::Reason;
 use super::text::floor_char_boundary;
@@ -461,7 +463,9 @@ fn compile(classes: &[Class]) -> Compiled {
         sets: classes
             .iter()
             .map(|c| {
-                let pats = c.phrases.iter().map(|p| format!("(?i){p}"));
+                // Lower-case phrases over lower-cased text, ASCII classes:
+                // a tenth of the compile time of `(?i)` with Unicode.
+                let pats = c.phrases.iter().map(|p| format!("(?-u){p}"));
                 (
                     c.reason,
                     RegexSet::new(pats).expect("static reason phrases compile"),
@@ -488,14 +492,46 @@ pub(super) fn rank(r: Reason) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// The reason of the first class in `sets` with a phrase in `text`
+/// (which [`normalise`] has lower-cased).
 pub(super) fn first_class(sets: &Compiled, text: &str) -> Option<Reason> {
     sets.sets
         .iter()
-        .find(|(_, set)| set.is_match(text))
+        .find(|(_, set)| set.is_match(text.as_bytes()))
         .map(|(r, _)| *r)
 }
 
+/// `text` cut at [`MAX_REASON_TEXT`] bytes, ASCII lower-cased, runs of
+/// white space made one space: what the phrases are matched against.
 pub(super) fn normalise(text: &str) -> String {
     let cut = floor_char_boundary(text, MAX_REASON_TEXT);
-    SPACES.replace_all(&text[..cut], " ").into_owned()
+    SPACES.replace_all(&text[..cut], " ").to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phrase_is_lower_case() {
+        for class in SPECIFIC.iter().chain(EXPIRY).chain(LATE) {
+            for p in class.phrases {
+                // Escapes (`\S`, `\d`) aside, no upper-case letter.
+                let mut chars = p.chars();
+                while let Some(c) = chars.next() {
+                    if c == '\\' {
+                        chars.next();
+                        continue;
+                    }
+                    assert!(!c.is_ascii_uppercase(), "{:?}: {p}", class.reason);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matching_ignores_case_and_spacing() {
+        let t = normalise("550 5.2.2 <A@B>:   MAILBOX\n   FULL");
+        assert_eq!(first_class(&SPECIFIC_SETS, &t), Some(Reason::MailboxFull));
+    }
 }

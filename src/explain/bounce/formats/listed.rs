@@ -5,14 +5,18 @@
 //! - "Delivery to the following recipients failed permanently:" then
 //!   `* a@b`, and under "Technical details:" `SMTP:RCPT host IP: REPLY`;
 //! - "The following recipients returned permanent errors: a@b. Reason:
-//!   ..." on one line.
+//!   ..." on one line;
+//! - a lead sentence ending in `recipients:` or `recipients failed.` (or
+//!   `--- The following addresses had delivery problems ---`) and the
+//!   addresses on the lines below, alone, in angle brackets, or followed by
+//!   the reason in brackets or parentheses (`<a@b>  (User unknown)`).
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
 use super::super::mail::Mail;
-use super::super::text::{address_in, lines};
+use super::super::text::{address_in, lines, only_address};
 use super::super::{Format, Found};
 use crate::explain::extract::context_from_words;
 
@@ -25,10 +29,14 @@ pub const FORMAT: Format = Format {
 };
 
 static BRACKET: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*<?([^\s<>\[]+@[^\s<>\[]+?)>?\s+\[(.+)\]\s*$").expect("static regex")
+    Regex::new(r"^\s*<?([^\s<>\[(]+@[^\s<>\[(]+?)>?\s+[\[(](.+)[\])]\s*$").expect("static regex")
 });
 static STAR: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*\*\s+<?([^\s<>]+@[^\s<>]+?)>?\s*$").expect("static regex"));
+static LEAD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:following recipients?(?: failed)?[.:]|following addresses had [a-z ]+-*|list of recipients:)\s*$")
+        .expect("static regex")
+});
 static TECHNICAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*SMTP:(\w+)\s+host\s+(\S+?):\s*(.*)$").expect("static regex")
 });
@@ -42,14 +50,27 @@ static REFUSED: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 fn detect(m: &Mail) -> bool {
-    m.text_has("following addresses had delivery errors")
+    m.text_has("following addresses had delivery")
+        || lines(&m.text).iter().any(|l| LEAD.is_match(l.trim_end()))
         || m.text_has("recipients failed permanently:")
         || m.text_has("following recipients returned")
 }
 
 fn read(mail: &Mail) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
+    let mut after_lead = false;
     for line in lines(&mail.text) {
+        if LEAD.is_match(line.trim_end()) {
+            after_lead = true;
+            continue;
+        }
+        if after_lead && let Some(a) = only_address(line) {
+            out.push(Found::new(a));
+            continue;
+        }
+        if !line.trim().is_empty() && !line.starts_with([' ', '\t']) {
+            after_lead = false;
+        }
         if let Some(c) = BRACKET.captures(line) {
             let mut f = Found::new(&c[1]);
             f.diagnostic = Some(c[2].trim().to_string());
@@ -88,6 +109,26 @@ mod tests {
             text: text.into(),
             ..Mail::default()
         }
+    }
+
+    #[test]
+    fn addresses_under_a_lead_sentence() {
+        let r = read(&mail(
+            "Unable to deliver message to the following recipients, due to being unable to connect.\n\n       kim@example.com\n",
+        ));
+        assert!(r.is_empty(), "no lead sentence end: {r:?}");
+        let r = read(&mail(
+            "Delivery to the following recipients failed.\n\n       kim@example.com\n       <lee@example.com>\n",
+        ));
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].recipient, "lee@example.com");
+        let r = read(&mail(
+            "    --- The following addresses had delivery problems ---\n\n<kim@example.or.jp>   (5.1.1 <kim@example.or.jp>... User unknown)\n",
+        ));
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some("5.1.1 <kim@example.or.jp>... User unknown")
+        );
     }
 
     #[test]

@@ -2,6 +2,13 @@
 //! formats recognised by a header field or a sentence of their own first,
 //! the general line shapes (Postfix's `<a@b>: ...`, bare address
 //! paragraphs) last.
+//!
+//! A reader only finds: recipients, their remote host, the reply as the
+//! remote server wrote it, the command, a status in the bounce's words,
+//! and a hint when the format's own fixed words say why. It never decides
+//! a reason from the remote server's words (that is [`super::reason`]'s,
+//! the same for every format) and never does I/O. Adding a format is a
+//! file here with its own tests and a line in [`ALL`].
 
 use super::Format;
 
@@ -12,6 +19,7 @@ pub mod exchange2003;
 pub mod exchange2007;
 pub mod exim;
 pub mod ezweb;
+pub mod fields;
 pub mod fml;
 pub mod gmail;
 pub mod gmx;
@@ -28,6 +36,7 @@ pub mod paragraphs;
 pub mod postfix;
 pub mod postfixnotice;
 pub mod qmail;
+pub mod sendgrid;
 pub mod sendmail;
 pub mod verizon;
 pub mod yahoo;
@@ -57,8 +66,10 @@ pub const ALL: &[Format] = &[
     fml::FORMAT,
     postfixnotice::FORMAT,
     apachejames::FORMAT,
-    listed::FORMAT,
+    sendgrid::FORMAT,
     sendmail::FORMAT,
+    fields::FORMAT,
+    listed::FORMAT,
     exim::FORMAT,
     postfix::FORMAT,
     paragraphs::FORMAT,
