@@ -11,7 +11,9 @@
 
 use std::fmt;
 
-use super::wording::{EXPIRY_SETS, LATE_SETS, SPECIFIC_SETS, first_class, normalise, rank};
+use super::wording::{
+    EXPIRY_SETS, LATE_SETS, SPECIFIC_SETS, first_class, first_class_but, normalise, rank,
+};
 use crate::smtp::{CommandKind, EnhancedCode};
 
 /// Why a message did not reach (or did reach) a recipient.
@@ -277,7 +279,8 @@ pub fn reason_from_status(s: EnhancedCode) -> Option<Reason> {
 ///    word that it is a delivery report, a complaint or an automatic reply;
 /// 2. the specific wording classes over the remote reply (an `X-Unix`
 ///    diagnostic is `mailererror` unless a class tried before that one
-///    matches);
+///    matches; spam words in a reply to a command before the content are
+///    passed over);
 /// 3. what the bounce format says in its own fixed words;
 /// 4. the reporting MTA's words that it gave up (queue lifetime);
 /// 5. the status code's own meaning (RFC 3463, RFC 7372, RFC 7505), for
@@ -312,7 +315,20 @@ pub fn decide(e: &Evidence<'_>) -> Reason {
         .status
         .map_or(e.code.is_some_and(|c| c / 100 == 4), |s| s.class == 4);
     let note = normalise(e.note);
-    let specific = first_class(&SPECIFIC_SETS, &text);
+    // Content is judged only once it is sent: spam words in a refusal of
+    // the greeting, HELO, MAIL or RCPT are about the sending host.
+    let before_content = matches!(
+        e.command,
+        Some(
+            CommandKind::Greeting
+                | CommandKind::Helo
+                | CommandKind::Ehlo
+                | CommandKind::Mail
+                | CommandKind::Rcpt
+        )
+    );
+    let not_here = |r: Reason| before_content && r == Reason::SpamDetected;
+    let specific = first_class_but(&SPECIFIC_SETS, &text, not_here);
     // A local delivery program failed (an `X-Unix` diagnostic): only the
     // classes tried before `mailererror` (a full mailbox, ...) say more.
     if e.hint == Some(Reason::MailerError) {
@@ -336,7 +352,7 @@ pub fn decide(e: &Evidence<'_>) -> Reason {
     if let Some((r, false)) = status {
         return by_command(r, e);
     }
-    if let Some(r) = first_class(&SPECIFIC_SETS, &note) {
+    if let Some(r) = first_class_but(&SPECIFIC_SETS, &note, not_here) {
         return refine(r, e, &note, temporary);
     }
     // The command refused says more than a status of little detail: a
@@ -491,6 +507,18 @@ mod tests {
         assert_eq!(decide(&e), Reason::Undefined);
         e.action = Some("delayed");
         assert_eq!(decide(&e), Reason::Expired);
+    }
+
+    #[test]
+    fn spam_words_before_the_content_are_about_the_sending_host() {
+        let mut e = Evidence {
+            text: "554 5.7.1 Client host blocked using zen.spamhaus.org; your IP sends spam",
+            command: Some(CommandKind::Rcpt),
+            ..Evidence::default()
+        };
+        assert_eq!(decide(&e), Reason::Blocked);
+        e.command = Some(CommandKind::DataEnd);
+        assert_eq!(decide(&e), Reason::SpamDetected);
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"\bfull mailbox\b",
             r"mailbox full",
             r"user (is )?over (the )?(limit|quota)",
+            r"\b(mailbox|maildir|disk|account)\b.{0,30}\bquota\b",
+            r"(not |in)?sufficient (disk )?space",
+            r"too many messages (on|in) (the|this) (server|mailbox)",
+            r"would exceed (the )?maximum allowed storage",
+            r"space has been used up",
         ],
     },
     Class {
@@ -143,7 +148,10 @@ pub(super) const SPECIFIC: &[Class] = &[
     Class {
         reason: Reason::SpamDetected,
         phrases: &[
-            r"\bspam",
+            r"\bspam(s|my|ming|med)?\b",
+            r"\bspam-like\b",
+            r"\bspam ?(score|check|filter|assassin|bouncer|profiler)",
+            r"\bantispam\b",
             r"\bunsolicited\b",
             r"\bube\b",
             r"\bjunk (e-?)?mail\b",
@@ -151,7 +159,10 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"content (filter|rejected|policy)",
             r"message (content )?(was )?(rejected|refused|blocked) (by|as|due)",
             r"(rejected|blocked|refused|identified|classified|detected|flagged) (as|by (our|the) (anti-?spam|content|mail) (filter|system|engine|policy))",
-            r"(suspicious|prohibited|objectionable) content",
+            r"(suspicious|prohibited|objectionable|unacceptable|banned) content",
+            r"mail content denied",
+            r"message filtered",
+            r"recurrent pattern",
             r"\bphish",
             r"\buce\b",
         ],
@@ -191,6 +202,15 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"mail from .{0,60}(rejected|refused|denied)",
             r"sender was rejected",
             r"purported responsible address",
+            r"administrative prohibition",
+            r"(empty|null) (envelope )?sender",
+            r"bogus mail from",
+            r"unroutable sender",
+            r"sender not pre-?approved",
+            r"list of senders to accept",
+            r"not allowed to post to this (mailing )?list",
+            r"does not accept mail from",
+            r"returned mail not accepted",
             r"\bfrom:? ?(domain|address) is (invalid|not valid)",
             r"provide a valid from",
             r"\baddress (that )?(has been|is) (black|block)listed",
@@ -204,6 +224,10 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"recipient'?s? preferences",
             r"(rejected|refused|blocked) by (the )?recipient'?s? (filter|settings|rules)",
             r"\bdomain filter",
+            r"(user|recipient) (refuses|rejects|refused) to receive",
+            r"only accepting mail from specific",
+            r"blocked by the recipient",
+            r"rejected due to user rules",
         ],
     },
     Class {
@@ -248,6 +272,10 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"name or service not known",
             r"bad destination system address",
             r"domain (is )?(not reachable|unreachable)",
+            r"domain (must|does not|doesn'?t) exist",
+            r"unknown domain name",
+            r"mail domain .{0,40} is unknown",
+            r"\bhost unreachable\b",
             r"domain (name )?(lookup|resolution) failed",
             r"unable to resolve (the )?(host|domain)",
         ],
@@ -291,6 +319,19 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"(helo|ehlo)\b.{0,40}\b(rejected|refused|invalid|denied)",
             r"my name was rejected",
             r"service refused",
+            r"blocked using",
+            r"(blacklisted|blocklisted) by",
+            r"\b(bad|banned) (sender|sending|client) ip",
+            r"sender ip address rejected",
+            r"dynamic (ip|ips|address|pool)",
+            r"not (currently )?accepting (mail|connections) from your ip",
+            r"(you are|are you) not allowed to connect",
+            r"not allowed to send mail from",
+            r"open proxy",
+            r"looks suspiciously like (a )?spammer",
+            r"helo command rejected",
+            r"connection (was )?(refused|dropped|reset) by",
+            r"connection (was )?dropped",
             r"is an open relay",
             r"use (the )?(smtp|mail) server of your (isp|provider)",
             r"no access from (mail )?server",
@@ -414,6 +455,13 @@ pub(super) const EXPIRY: &[Class] = &[Class {
         r"(was|has been) (undeliverable|delayed) for",
         r"all hosts have been failing for a long time",
         r"(has been|was) frozen",
+        r"delivery (time )?expired",
+        r"message timed out",
+        r"(could not|couldn'?t) find a gateway for",
+        r"delivery attempts will continue",
+        r"not reachable within the allowed queue period",
+        r"could not be delivered for more than",
+        r"not been collected after",
     ],
 }];
 
@@ -495,8 +543,18 @@ pub(super) fn rank(r: Reason) -> usize {
 /// The reason of the first class in `sets` with a phrase in `text`
 /// (which [`normalise`] has lower-cased).
 pub(super) fn first_class(sets: &Compiled, text: &str) -> Option<Reason> {
+    first_class_but(sets, text, |_| false)
+}
+
+/// As [`first_class`], passing over the classes `skip` says.
+pub(super) fn first_class_but(
+    sets: &Compiled,
+    text: &str,
+    skip: impl Fn(Reason) -> bool,
+) -> Option<Reason> {
     sets.sets
         .iter()
+        .filter(|(r, _)| !skip(*r))
         .find(|(_, set)| set.is_match(text.as_bytes()))
         .map(|(r, _)| *r)
 }
