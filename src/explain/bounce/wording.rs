@@ -42,7 +42,7 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"mailbox full",
             r"user (is )?over (the )?(limit|quota)",
             r"\b(mailbox|maildir|disk|account)\b.{0,30}\bquota\b",
-            r"(not |in)?sufficient (disk )?space",
+            r"not (enough|sufficient) (disk )?space (for|in) (the )?(user|mailbox|recipient)",
             r"too many messages (on|in) (the|this) (server|mailbox)",
             r"would exceed (the )?maximum allowed storage",
             r"space has been used up",
@@ -161,7 +161,6 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"(rejected|blocked|refused|identified|classified|detected|flagged) (as|by (our|the) (anti-?spam|content|mail) (filter|system|engine|policy))",
             r"(suspicious|prohibited|objectionable|unacceptable|banned) content",
             r"mail content denied",
-            r"message filtered",
             r"recurrent pattern",
             r"\bphish",
             r"\buce\b",
@@ -228,6 +227,7 @@ pub(super) const SPECIFIC: &[Class] = &[
             r"only accepting mail from specific",
             r"blocked by the recipient",
             r"rejected due to user rules",
+            r"message filtered",
         ],
     },
     Class {
@@ -363,6 +363,7 @@ pub(super) const SPECIFIC: &[Class] = &[
         phrases: &[
             r"(mail )?(system|disk|server|spool) (is )?(full|out of (storage|space))",
             r"insufficient system storage",
+            r"insufficient disk space",
             r"no space left",
             r"out of (disk|storage) space",
         ],
