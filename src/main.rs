@@ -2,7 +2,7 @@
 //! bounce with `--dsn`, a mail log with `--log`), `replay`, `test-rules`.
 //! anyhow lives here only; the library reports typed errors.
 
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -143,19 +143,21 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
-        /// Read a bounce message (RFC 3464 DSN, or a Postfix, Exim,
-        /// Exchange or Gmail bounce) from FILE, or `-` for standard input.
-        #[arg(long, value_name = "FILE|-", conflicts_with_all = ["log", "reply", "command"])]
-        dsn: Option<PathBuf>,
+        /// Read a bounce message (an RFC 3464 DSN or the bounce text of a
+        /// common MTA or provider) from FILE, or `-` for standard input; a
+        /// folder, or several files, are summarised (streamed).
+        #[arg(long, value_name = "FILE|DIR|-", num_args = 1.., conflicts_with_all = ["log", "reply", "command"])]
+        dsn: Vec<PathBuf>,
         /// Summarise a Postfix, Exim or Sendmail log from FILE, or `-` for
         /// standard input (streamed).
         #[arg(long, value_name = "FILE|-", conflicts_with_all = ["reply", "command"])]
         log: Option<PathBuf>,
-        /// With --log: print only the summary, not each reply found.
-        #[arg(long, requires = "log")]
+        /// With --log or a folder of --dsn: print only the summary, not
+        /// each reply or recipient found.
+        #[arg(long)]
         summary_only: bool,
-        /// With --log: how many remote hosts to list.
-        #[arg(long, default_value_t = 10, requires = "log")]
+        /// With --log or a folder of --dsn: how many remote hosts to list.
+        #[arg(long, default_value_t = 10)]
         top: usize,
         /// The reply (lines separated by `|` or CRLF); one per line from
         /// standard input when absent.
@@ -227,10 +229,11 @@ fn main() -> ExitCode {
                 recipients_accepted,
                 json,
             };
-            match (dsn, log) {
-                (Some(path), _) => explain_dsn(base, &path),
-                (None, Some(path)) => explain_log(base, &path, summary_only, top),
-                (None, None) => explain_cmd(
+            match (dsn.as_slice(), log) {
+                ([path], _) if !path.is_dir() => explain_dsn(base, path),
+                ([_, ..], _) => explain_dsn_many(base, &dsn, summary_only, top),
+                ([], Some(path)) => explain_log(base, &path, summary_only, top),
+                ([], None) => explain_cmd(
                     base.rules,
                     &command,
                     authenticated,
@@ -670,16 +673,14 @@ fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
 fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
     use replyfix::explain::dsn;
     let rules = load_rules(&base.rules)?;
-    let mut raw = Vec::new();
-    open_input(path)?
-        .take(dsn::MAX_BOUNCE as u64)
-        .read_to_end(&mut raw)
+    let raw = dsn::read_capped(open_input(path)?, dsn::MAX_BOUNCE)
         .with_context(|| format!("reading {}", path.display()))?;
     let bounce = dsn::parse_bounce(&raw).with_context(|| path.display().to_string())?;
     let reports = dsn::explain_bounce(&rules, &bounce, &base.facts());
     if base.json {
         let v = serde_json::json!({
-            "style": bounce.style.as_str(),
+            "style": bounce.style,
+            "rfc3464": bounce.rfc3464,
             "rules_version": rules.version(),
             "recipients": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
         });
@@ -687,7 +688,7 @@ fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
     } else {
         out!(
             "bounce: {} style, {} failed recipient(s), rules {}",
-            bounce.style.as_str(),
+            bounce.style,
             reports.len(),
             rules.version()
         );
@@ -701,6 +702,126 @@ fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deepest folder level `explain --dsn DIR` descends to.
+const MAX_DSN_DEPTH: usize = 8;
+
+/// `explain --dsn DIR` or several files: each bounce read (at most the
+/// bounce cap of each file), judged and counted; one line per recipient
+/// unless `summary_only`, then the summary. Folders are walked as they are
+/// listed, never collected whole.
+fn explain_dsn_many(
+    base: ExplainBase,
+    paths: &[PathBuf],
+    summary_only: bool,
+    top: usize,
+) -> Result<ExitCode> {
+    use replyfix::explain::bounce::summary::{BounceSummary, recipient_json, recipient_line};
+    use replyfix::explain::dsn;
+    use std::io::Write;
+    let rules = load_rules(&base.rules)?;
+    let facts = base.facts();
+    let show_progress = std::io::stderr().is_terminal();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut summary = BounceSummary::default();
+    let mut one = |path: &Path, out: &mut dyn Write| -> Result<()> {
+        let name = path.display().to_string();
+        let raw = match open_input(path).and_then(|r| {
+            dsn::read_capped(r, dsn::MAX_BOUNCE).with_context(|| format!("reading {name}"))
+        }) {
+            Ok(raw) => raw,
+            Err(e) => {
+                eprintln!("warning: {e:#}");
+                summary.add_unreadable(0);
+                return Ok(());
+            }
+        };
+        let Ok(bounce) = dsn::parse_bounce(&raw) else {
+            summary.add_unreadable(raw.len() as u64);
+            return Ok(());
+        };
+        let reports = dsn::explain_bounce(&rules, &bounce, &facts);
+        if !summary_only {
+            for r in &reports {
+                if base.json {
+                    writeln!(out, "{}", recipient_json(&name, r))?;
+                } else {
+                    writeln!(out, "{}", recipient_line(&name, r))?;
+                }
+            }
+        }
+        summary.add(&name, raw.len() as u64, &bounce, &reports);
+        // Each bounce's lines go out as it is read (a pipe sees them live).
+        out.flush()?;
+        if show_progress && summary.files % 100 == 0 {
+            eprint!(
+                "\r{} files, {} recipients, {} misused 530s   ",
+                summary.files, summary.recipients, summary.misused_530
+            );
+        }
+        Ok(())
+    };
+    for path in paths {
+        if !path.is_dir() {
+            one(path, &mut out).context("writing standard output")?;
+            continue;
+        }
+        // Depth-first over the folder, one listing open per level.
+        let mut stack =
+            vec![std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?];
+        while let Some(dir) = stack.last_mut() {
+            let Some(entry) = dir.next() else {
+                stack.pop();
+                continue;
+            };
+            let Ok(entry) = entry else {
+                eprintln!(
+                    "warning: an entry under {} could not be listed",
+                    path.display()
+                );
+                continue;
+            };
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if hidden || kind.is_symlink() {
+                continue;
+            }
+            let p = entry.path();
+            if kind.is_dir() {
+                if stack.len() < MAX_DSN_DEPTH
+                    && let Ok(rd) = std::fs::read_dir(&p)
+                {
+                    stack.push(rd);
+                }
+            } else if kind.is_file() {
+                one(&p, &mut out).context("writing standard output")?;
+            }
+        }
+    }
+    if show_progress {
+        eprintln!();
+    }
+    if base.json {
+        let mut v = summary.to_json(top);
+        v["type"] = "summary".into();
+        v["rules_version"] = rules.version().into();
+        writeln!(out, "{v}")?;
+    } else {
+        if !summary_only && summary.recipients > 0 {
+            writeln!(out)?;
+        }
+        write!(out, "{}", summary.display(top))?;
+    }
+    out.flush()?;
+    Ok(if summary.recipients > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn explain_log(base: ExplainBase, path: &Path, summary_only: bool, top: usize) -> Result<ExitCode> {
