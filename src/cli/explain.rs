@@ -1,0 +1,315 @@
+//! `replyfix explain`: one reply (or one per line of standard input), a
+//! bounce (`--dsn`, a file or a folder summarised), or a mail log
+//! (`--log`), judged by the rules; text or JSON.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use replyfix::explain::{explain, parse_reply_arg};
+use replyfix::rules::SessionFacts;
+use replyfix::smtp::CommandKind;
+
+use super::load_rules;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn explain_cmd(
+    rules: Vec<PathBuf>,
+    command: &str,
+    authenticated: bool,
+    tls: bool,
+    recipients_accepted: u32,
+    json: bool,
+    reply: Option<String>,
+) -> Result<ExitCode> {
+    let rules = load_rules(&rules)?;
+    let kind: CommandKind = command
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--command: {e}"))?;
+    let mut facts = SessionFacts::new(kind);
+    facts.authenticated = authenticated;
+    facts.client_tls = tls;
+    facts.recipients_accepted = recipients_accepted;
+    let mut status = ExitCode::SUCCESS;
+    let mut one = |text: &str| match parse_reply_arg(text) {
+        Ok(reply) => {
+            let e = explain(&rules, reply, &facts);
+            if json {
+                out!("{}", e.to_json());
+            } else {
+                out!("{e}");
+            }
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            status = ExitCode::FAILURE;
+        }
+    };
+    match reply {
+        Some(text) => one(&text),
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading replies from standard input, one per line (Ctrl-D ends)");
+            }
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("reading standard input")?;
+                if !line.trim().is_empty() {
+                    one(&line);
+                }
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// The `explain` options shared by `--dsn` and `--log`.
+pub(super) struct ExplainBase {
+    pub(super) rules: Vec<PathBuf>,
+    pub(super) authenticated: bool,
+    pub(super) tls: bool,
+    pub(super) recipients_accepted: u32,
+    pub(super) json: bool,
+}
+
+impl ExplainBase {
+    fn facts(&self) -> SessionFacts<'static> {
+        let mut facts = SessionFacts::new(CommandKind::Other);
+        facts.authenticated = self.authenticated;
+        facts.client_tls = self.tls;
+        facts.recipients_accepted = self.recipients_accepted;
+        facts
+    }
+}
+
+/// Opens FILE, or standard input for `-`.
+pub(super) fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(Box::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        file,
+    )))
+}
+
+pub(super) fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
+    use replyfix::explain::dsn;
+    let rules = load_rules(&base.rules)?;
+    let raw = dsn::read_capped(open_input(path)?, dsn::MAX_BOUNCE)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let bounce = dsn::parse_bounce(&raw).with_context(|| path.display().to_string())?;
+    let reports = dsn::explain_bounce(&rules, &bounce, &base.facts());
+    if base.json {
+        let v = serde_json::json!({
+            "style": bounce.style,
+            "rfc3464": bounce.rfc3464,
+            "rules_version": rules.version(),
+            "recipients": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        });
+        out!("{v}");
+    } else {
+        out!(
+            "bounce: {} style, {} failed recipient(s), rules {}",
+            bounce.style,
+            reports.len(),
+            rules.version()
+        );
+        for r in &reports {
+            out!("");
+            print!("{r}");
+        }
+    }
+    if reports.is_empty() {
+        eprintln!("no failed recipient found in the bounce");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Deepest folder level `explain --dsn DIR` descends to.
+pub(super) const MAX_DSN_DEPTH: usize = 8;
+
+/// `explain --dsn DIR` or several files: each bounce read (at most the
+/// bounce cap of each file), judged and counted; one line per recipient
+/// unless `summary_only`, then the summary. Folders are walked as they are
+/// listed, never collected whole.
+pub(super) fn explain_dsn_many(
+    base: ExplainBase,
+    paths: &[PathBuf],
+    summary_only: bool,
+    top: usize,
+) -> Result<ExitCode> {
+    use replyfix::explain::bounce::summary::{BounceSummary, recipient_json, recipient_line};
+    use replyfix::explain::dsn;
+    use std::io::Write;
+    let rules = load_rules(&base.rules)?;
+    let facts = base.facts();
+    let show_progress = std::io::stderr().is_terminal();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut summary = BounceSummary::default();
+    let mut one = |path: &Path, out: &mut dyn Write| -> Result<()> {
+        let name = path.display().to_string();
+        let raw = match open_input(path).and_then(|r| {
+            dsn::read_capped(r, dsn::MAX_BOUNCE).with_context(|| format!("reading {name}"))
+        }) {
+            Ok(raw) => raw,
+            Err(e) => {
+                eprintln!("warning: {e:#}");
+                summary.add_unreadable(0);
+                return Ok(());
+            }
+        };
+        let Ok(bounce) = dsn::parse_bounce(&raw) else {
+            summary.add_unreadable(raw.len() as u64);
+            return Ok(());
+        };
+        let reports = dsn::explain_bounce(&rules, &bounce, &facts);
+        if !summary_only {
+            for r in &reports {
+                if base.json {
+                    writeln!(out, "{}", recipient_json(&name, r))?;
+                } else {
+                    writeln!(out, "{}", recipient_line(&name, r))?;
+                }
+            }
+        }
+        summary.add(&name, raw.len() as u64, &bounce, &reports);
+        // Each bounce's lines go out as it is read (a pipe sees them live).
+        out.flush()?;
+        if show_progress && summary.files % 100 == 0 {
+            eprint!(
+                "\r{} files, {} recipients, {} misused 530s   ",
+                summary.files, summary.recipients, summary.misused_530
+            );
+        }
+        Ok(())
+    };
+    for path in paths {
+        if !path.is_dir() {
+            one(path, &mut out).context("writing standard output")?;
+            continue;
+        }
+        // Depth-first over the folder, one listing open per level.
+        let mut stack =
+            vec![std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?];
+        while let Some(dir) = stack.last_mut() {
+            let Some(entry) = dir.next() else {
+                stack.pop();
+                continue;
+            };
+            let Ok(entry) = entry else {
+                eprintln!(
+                    "warning: an entry under {} could not be listed",
+                    path.display()
+                );
+                continue;
+            };
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if hidden || kind.is_symlink() {
+                continue;
+            }
+            let p = entry.path();
+            if kind.is_dir() {
+                if stack.len() < MAX_DSN_DEPTH
+                    && let Ok(rd) = std::fs::read_dir(&p)
+                {
+                    stack.push(rd);
+                }
+            } else if kind.is_file() {
+                one(&p, &mut out).context("writing standard output")?;
+            }
+        }
+    }
+    if show_progress {
+        eprintln!();
+    }
+    if base.json {
+        let mut v = summary.to_json(top);
+        v["type"] = "summary".into();
+        v["rules_version"] = rules.version().into();
+        writeln!(out, "{v}")?;
+    } else {
+        if !summary_only && summary.recipients > 0 {
+            writeln!(out)?;
+        }
+        write!(out, "{}", summary.display(top))?;
+    }
+    out.flush()?;
+    Ok(if summary.recipients > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub(super) fn explain_log(
+    base: ExplainBase,
+    path: &Path,
+    summary_only: bool,
+    top: usize,
+) -> Result<ExitCode> {
+    use replyfix::explain::maillog;
+    use std::io::Write;
+    let rules = load_rules(&base.rules)?;
+    let facts = base.facts();
+    let show_progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    let summary = maillog::summarise(
+        open_input(path)?,
+        &rules,
+        &facts,
+        |line, f, e| {
+            if summary_only || write_err.is_some() {
+                return;
+            }
+            let r = if base.json {
+                writeln!(out, "{}", maillog::finding_json(line, f, e))
+            } else {
+                writeln!(out, "{}", maillog::finding_line(line, f, e))
+            };
+            if let Err(err) = r {
+                write_err = Some(err);
+            }
+        },
+        |bytes, lines| {
+            if show_progress {
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                eprint!(
+                    "\r{:.0} MiB, {lines} lines, {:.0} MiB/s   ",
+                    bytes as f64 / 1048576.0,
+                    bytes as f64 / 1048576.0 / secs
+                );
+            }
+        },
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    if show_progress {
+        eprintln!();
+    }
+    if let Some(e) = write_err {
+        return Err(e).context("writing standard output");
+    }
+    if base.json {
+        let mut v = summary.to_json(top);
+        v["type"] = "summary".into();
+        v["rules_version"] = rules.version().into();
+        writeln!(out, "{v}")?;
+    } else {
+        if !summary_only && summary.replies > 0 {
+            writeln!(out)?;
+        }
+        write!(out, "{}", summary.display(top))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
