@@ -73,6 +73,18 @@ fn explain_turns_a_tls_demand_into_a_temporary_451_for_the_proxy_operator() {
         text.contains("451 4.7.0 replyfix: the upstream server demands TLS"),
         "{text}"
     );
+    // Over a TLS upstream leg (--upstream-tls) it passes unchanged.
+    let out = replyfix(&[
+        "explain",
+        "--command",
+        "mail",
+        "--upstream-tls",
+        "--json",
+        "530 5.7.0 Must issue a STARTTLS command first",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(v["changed"], false, "{v}");
+    assert_eq!(v["rule"], "starttls-required", "{v}");
 }
 
 #[test]

@@ -8,34 +8,106 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use replyfix::explain::{explain, parse_reply_arg};
+use replyfix::explain::{explain as explain_one, parse_reply_arg};
 use replyfix::rules::SessionFacts;
 use replyfix::smtp::CommandKind;
 
 use super::load_rules;
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn explain_cmd(
-    rules: Vec<PathBuf>,
-    command: &str,
+/// The session facts a reply is judged with, as `explain` takes them: one
+/// flag per fact of `replyfix::rules::SessionFacts` (the command, TLS on
+/// each leg, a successful AUTH, recipients already accepted).
+#[derive(clap::Args, Clone, Debug)]
+pub(super) struct FactsArgs {
+    /// The command the reply answered.
+    #[arg(long, default_value = "other")]
+    command: String,
+    /// The session had authenticated.
+    #[arg(long)]
     authenticated: bool,
+    /// The client leg used TLS.
+    #[arg(long)]
     tls: bool,
+    /// replyfix's own leg to the upstream used TLS.
+    #[arg(long)]
+    upstream_tls: bool,
+    /// Recipients already accepted in the transaction.
+    #[arg(long, default_value_t = 0)]
     recipients_accepted: u32,
+}
+
+impl FactsArgs {
+    /// The facts, at `--command` (an error names the flag).
+    fn facts(&self) -> Result<SessionFacts<'static>> {
+        let command: CommandKind = self
+            .command
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--command: {e}"))?;
+        let mut facts = SessionFacts::new(command);
+        facts.authenticated = self.authenticated;
+        facts.client_tls = self.tls;
+        facts.upstream_tls = self.upstream_tls;
+        facts.recipients_accepted = self.recipients_accepted;
+        Ok(facts)
+    }
+}
+
+/// `replyfix explain` arguments.
+#[derive(clap::Args)]
+pub(super) struct ExplainArgs {
+    /// Rule file or folder (repeatable); built-in rules when absent.
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    #[command(flatten)]
+    facts: FactsArgs,
+    /// Machine-readable output.
+    #[arg(long)]
     json: bool,
+    /// Read a bounce message (an RFC 3464 DSN or the bounce text of a
+    /// common MTA or provider) from FILE, or `-` for standard input; a
+    /// folder, or several files, are summarised (streamed).
+    #[arg(long, value_name = "FILE|DIR|-", num_args = 1.., conflicts_with_all = ["log", "reply", "command"])]
+    dsn: Vec<PathBuf>,
+    /// Summarise a Postfix, Exim or Sendmail log from FILE, or `-` for
+    /// standard input (streamed).
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["reply", "command"])]
+    log: Option<PathBuf>,
+    /// With --log or a folder of --dsn: print only the summary, not
+    /// each reply or recipient found.
+    #[arg(long)]
+    summary_only: bool,
+    /// With --log or a folder of --dsn: how many remote hosts to list.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// The reply (lines separated by `|` or CRLF); one per line from
+    /// standard input when absent.
     reply: Option<String>,
-) -> Result<ExitCode> {
-    let rules = load_rules(&rules)?;
-    let kind: CommandKind = command
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--command: {e}"))?;
-    let mut facts = SessionFacts::new(kind);
-    facts.authenticated = authenticated;
-    facts.client_tls = tls;
-    facts.recipients_accepted = recipients_accepted;
+}
+
+/// Runs `explain` in the mode its arguments ask for.
+pub(super) fn explain(args: ExplainArgs) -> Result<ExitCode> {
+    let base = ExplainBase {
+        rules: args.rules,
+        facts: args.facts,
+        json: args.json,
+    };
+    match (args.dsn.as_slice(), &args.log) {
+        ([path], _) if !path.is_dir() => explain_dsn(base, path),
+        ([_, ..], _) => explain_dsn_many(base, &args.dsn, args.summary_only, args.top),
+        ([], Some(path)) => explain_log(base, path, args.summary_only, args.top),
+        ([], None) => explain_reply(base, args.reply),
+    }
+}
+
+/// One reply (or one per line of standard input), judged at `--command`.
+fn explain_reply(base: ExplainBase, reply: Option<String>) -> Result<ExitCode> {
+    let rules = load_rules(&base.rules)?;
+    let facts = base.facts.facts()?;
+    let json = base.json;
     let mut status = ExitCode::SUCCESS;
     let mut one = |text: &str| match parse_reply_arg(text) {
         Ok(reply) => {
-            let e = explain(&rules, reply, &facts);
+            let e = explain_one(&rules, reply, &facts);
             if json {
                 out!("{}", e.to_json());
             } else {
@@ -64,21 +136,22 @@ pub(super) fn explain_cmd(
     Ok(status)
 }
 
-/// The `explain` options shared by `--dsn` and `--log`.
+/// The `explain` options every mode uses.
 pub(super) struct ExplainBase {
-    pub(super) rules: Vec<PathBuf>,
-    pub(super) authenticated: bool,
-    pub(super) tls: bool,
-    pub(super) recipients_accepted: u32,
-    pub(super) json: bool,
+    rules: Vec<PathBuf>,
+    facts: FactsArgs,
+    json: bool,
 }
 
 impl ExplainBase {
+    /// The facts of `--dsn` and `--log`: their command comes from each
+    /// bounce or log line, so `other` here.
     fn facts(&self) -> SessionFacts<'static> {
-        let mut facts = SessionFacts::new(CommandKind::Other);
-        facts.authenticated = self.authenticated;
-        facts.client_tls = self.tls;
-        facts.recipients_accepted = self.recipients_accepted;
+        let mut facts = self
+            .facts
+            .facts()
+            .unwrap_or_else(|_| SessionFacts::new(CommandKind::Other));
+        facts.command = CommandKind::Other;
         facts
     }
 }
@@ -95,7 +168,7 @@ pub(super) fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
     )))
 }
 
-pub(super) fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
+fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
     use replyfix::explain::dsn;
     let rules = load_rules(&base.rules)?;
     let raw = dsn::read_capped(open_input(path)?, dsn::MAX_BOUNCE)
@@ -130,13 +203,13 @@ pub(super) fn explain_dsn(base: ExplainBase, path: &Path) -> Result<ExitCode> {
 }
 
 /// Deepest folder level `explain --dsn DIR` descends to.
-pub(super) const MAX_DSN_DEPTH: usize = 8;
+const MAX_DSN_DEPTH: usize = 8;
 
 /// `explain --dsn DIR` or several files: each bounce read (at most the
 /// bounce cap of each file), judged and counted; one line per recipient
 /// unless `summary_only`, then the summary. Folders are walked as they are
 /// listed, never collected whole.
-pub(super) fn explain_dsn_many(
+fn explain_dsn_many(
     base: ExplainBase,
     paths: &[PathBuf],
     summary_only: bool,
@@ -249,12 +322,7 @@ pub(super) fn explain_dsn_many(
     })
 }
 
-pub(super) fn explain_log(
-    base: ExplainBase,
-    path: &Path,
-    summary_only: bool,
-    top: usize,
-) -> Result<ExitCode> {
+fn explain_log(base: ExplainBase, path: &Path, summary_only: bool, top: usize) -> Result<ExitCode> {
     use replyfix::explain::maillog;
     use std::io::Write;
     let rules = load_rules(&base.rules)?;

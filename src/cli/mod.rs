@@ -65,45 +65,7 @@ enum Cmd {
         rules: Vec<PathBuf>,
     },
     /// Show what the rules do with a reply, a bounce (--dsn) or a mail log (--log).
-    Explain {
-        /// Rule file or folder (repeatable); built-in rules when absent.
-        #[arg(long)]
-        rules: Vec<PathBuf>,
-        /// The command the reply answered.
-        #[arg(long, default_value = "other")]
-        command: String,
-        /// The session had authenticated.
-        #[arg(long)]
-        authenticated: bool,
-        /// The client leg used TLS.
-        #[arg(long)]
-        tls: bool,
-        /// Recipients already accepted in the transaction.
-        #[arg(long, default_value_t = 0)]
-        recipients_accepted: u32,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        /// Read a bounce message (an RFC 3464 DSN or the bounce text of a
-        /// common MTA or provider) from FILE, or `-` for standard input; a
-        /// folder, or several files, are summarised (streamed).
-        #[arg(long, value_name = "FILE|DIR|-", num_args = 1.., conflicts_with_all = ["log", "reply", "command"])]
-        dsn: Vec<PathBuf>,
-        /// Summarise a Postfix, Exim or Sendmail log from FILE, or `-` for
-        /// standard input (streamed).
-        #[arg(long, value_name = "FILE|-", conflicts_with_all = ["reply", "command"])]
-        log: Option<PathBuf>,
-        /// With --log or a folder of --dsn: print only the summary, not
-        /// each reply or recipient found.
-        #[arg(long)]
-        summary_only: bool,
-        /// With --log or a folder of --dsn: how many remote hosts to list.
-        #[arg(long, default_value_t = 10)]
-        top: usize,
-        /// The reply (lines separated by `|` or CRLF); one per line from
-        /// standard input when absent.
-        reply: Option<String>,
-    },
+    Explain(explain::ExplainArgs),
     /// Judge a recorded transcript again with candidate rules and show what
     /// would change, side by side with what happened.
     Replay {
@@ -142,41 +104,7 @@ pub fn run() -> ExitCode {
         Cmd::Demo { listen, once } => demo::demo(listen, once),
         Cmd::Serve(args) => serve::serve(args),
         Cmd::Check { config, rules } => check::check(config, rules),
-        Cmd::Explain {
-            rules,
-            command,
-            authenticated,
-            tls,
-            recipients_accepted,
-            json,
-            dsn,
-            log,
-            summary_only,
-            top,
-            reply,
-        } => {
-            let base = explain::ExplainBase {
-                rules,
-                authenticated,
-                tls,
-                recipients_accepted,
-                json,
-            };
-            match (dsn.as_slice(), log) {
-                ([path], _) if !path.is_dir() => explain::explain_dsn(base, path),
-                ([_, ..], _) => explain::explain_dsn_many(base, &dsn, summary_only, top),
-                ([], Some(path)) => explain::explain_log(base, &path, summary_only, top),
-                ([], None) => explain::explain_cmd(
-                    base.rules,
-                    &command,
-                    authenticated,
-                    tls,
-                    recipients_accepted,
-                    json,
-                    reply,
-                ),
-            }
-        }
+        Cmd::Explain(args) => explain::explain(args),
         Cmd::Replay {
             transcript,
             rules,
