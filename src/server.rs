@@ -26,7 +26,6 @@ use crate::readiness::Readiness;
 use crate::rules::RuleSet;
 use crate::session::core::CoreSettings;
 use crate::session::{self, SessionContext, stop};
-use crate::smtp::ReplyLimits;
 use crate::tls::{ServerTls, UpstreamTlsContext};
 use crate::transcript::TranscriptWriter;
 
@@ -242,7 +241,7 @@ impl Server {
                     source,
                 }
             })?;
-            let mut core = core_settings(config, &l.name, &upstream.name);
+            let mut core = CoreSettings::from_config(config, &l.name, &upstream.name);
             core.tls_offered = server_tls.is_some() && !l.tls.as_ref().is_some_and(|t| t.implicit);
             core.require_tls = l.tls.as_ref().is_some_and(|t| t.require_tls);
             let listener = bind_listener(l.address).map_err(|source| ServeError::Bind {
@@ -428,37 +427,6 @@ async fn recheck_upstreams(
                 }
             }
         }
-    }
-}
-
-/// The core settings every session of a listener starts from.
-pub fn core_settings(config: &Config, listener: &str, upstream: &str) -> CoreSettings {
-    let l = &config.limits;
-    CoreSettings {
-        hostname: config.hostname.clone(),
-        listener: listener.to_string(),
-        upstream: upstream.to_string(),
-        client: None,
-        mode: config.mode,
-        bare_line_endings: config.bare_line_endings,
-        max_command_line: l.max_command_line,
-        max_sasl_line: l.max_sasl_line,
-        max_pipeline: l.max_pipeline,
-        max_errors: l.max_errors,
-        max_message_size: l.max_message_size,
-        max_drain: l
-            .max_message_size
-            .unwrap_or(64 * 1024 * 1024)
-            .max(1024 * 1024),
-        reply_limits: ReplyLimits {
-            max_line: l.max_reply_line,
-            max_reply: l.max_reply,
-            ..ReplyLimits::default()
-        },
-        tls_offered: false,
-        require_tls: false,
-        record: config.transcript.is_some(),
-        session_id: String::new(),
     }
 }
 

@@ -601,7 +601,7 @@ mod tests {
             upstream,
             timeouts: config.timeouts.clone(),
             limits: config.limits.clone(),
-            core: Arc::new(crate::server::core_settings(&config, "t", "t")),
+            core: Arc::new(CoreSettings::from_config(&config, "t", "t")),
             rules: Arc::new(ArcSwap::from_pointee(RuleSet::builtin())),
             addresses: AddressLog::new(config.logging.log_addresses, None),
             server_tls: None,
