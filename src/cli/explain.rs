@@ -303,18 +303,14 @@ fn explain_dsn_many(
     if show_progress {
         eprintln!();
     }
-    if base.json {
-        let mut v = summary.to_json(top);
-        v["type"] = "summary".into();
-        v["rules_version"] = rules.version().into();
-        writeln!(out, "{v}")?;
-    } else {
-        if !summary_only && summary.recipients > 0 {
-            writeln!(out)?;
-        }
-        write!(out, "{}", summary.display(top))?;
-    }
-    out.flush()?;
+    write_summary(
+        &mut out,
+        &base,
+        rules.version(),
+        summary.to_json(top),
+        summary.display(top),
+        !summary_only && summary.recipients > 0,
+    )?;
     Ok(if summary.recipients > 0 {
         ExitCode::SUCCESS
     } else {
@@ -367,17 +363,38 @@ fn explain_log(base: ExplainBase, path: &Path, summary_only: bool, top: usize) -
     if let Some(e) = write_err {
         return Err(e).context("writing standard output");
     }
+    write_summary(
+        &mut out,
+        &base,
+        rules.version(),
+        summary.to_json(top),
+        summary.display(top),
+        !summary_only && summary.replies > 0,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The last thing `--log` and `--dsn DIR` print: the summary as one JSON
+/// object (`type: summary`, with the rules version) or as text tables,
+/// after a blank line when lines were printed above it.
+fn write_summary(
+    out: &mut impl std::io::Write,
+    base: &ExplainBase,
+    rules_version: &str,
+    mut json: serde_json::Value,
+    text: impl std::fmt::Display,
+    after_lines: bool,
+) -> Result<()> {
     if base.json {
-        let mut v = summary.to_json(top);
-        v["type"] = "summary".into();
-        v["rules_version"] = rules.version().into();
-        writeln!(out, "{v}")?;
+        json["type"] = "summary".into();
+        json["rules_version"] = rules_version.into();
+        writeln!(out, "{json}")?;
     } else {
-        if !summary_only && summary.replies > 0 {
+        if after_lines {
             writeln!(out)?;
         }
-        write!(out, "{}", summary.display(top))?;
+        write!(out, "{text}")?;
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -18,6 +18,7 @@ pub mod bounce;
 pub mod dsn;
 pub mod extract;
 pub mod maillog;
+mod table;
 pub mod topk;
 pub mod transcript;
 

@@ -46,6 +46,16 @@ pub struct Mail {
 }
 
 impl Mail {
+    /// A bounce that is only this text (no header fields, no parts): what
+    /// the format readers' unit tests start from.
+    #[cfg(test)]
+    pub(crate) fn with_text(text: &str) -> Mail {
+        Mail {
+            text: text.into(),
+            ..Mail::default()
+        }
+    }
+
     /// Reads `raw` (at most [`MAX_BOUNCE`] bytes of it). `None` when it is
     /// not a message with a header.
     pub fn read(raw: &[u8]) -> Option<Mail> {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::Reason;
 use crate::explain::dsn::{Bounce, RecipientReport, accurate_code, one_line};
+use crate::explain::table::counts;
 use crate::explain::topk::TopK;
 use crate::rules::Action;
 use crate::smtp::escape::escape_capped;
@@ -188,19 +189,6 @@ struct SummaryDisplay<'a> {
     top: usize,
 }
 
-fn table(f: &mut fmt::Formatter<'_>, title: &str, rows: Vec<(String, u64)>) -> fmt::Result {
-    let mut rows = rows;
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    writeln!(f, "{title}")?;
-    if rows.is_empty() {
-        writeln!(f, "  (none)")?;
-    }
-    for (k, v) in rows {
-        writeln!(f, "  {v:>10}  {k}")?;
-    }
-    Ok(())
-}
-
 impl fmt::Display for SummaryDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.s;
@@ -221,13 +209,10 @@ impl fmt::Display for SummaryDisplay<'_> {
             failed,
             s.misused_530
         )?;
-        table(
+        counts(
             f,
             "by reason:",
-            s.by_reason
-                .iter()
-                .map(|(k, v)| (k.as_str().to_string(), *v))
-                .collect(),
+            s.by_reason.iter().map(|(k, v)| (k.as_str(), *v)),
         )?;
         let hosts = s.hosts.top(self.top);
         writeln!(
@@ -247,22 +232,12 @@ impl fmt::Display for SummaryDisplay<'_> {
                 writeln!(f, "  {:>10}  {host} (may be over by {})", c.count, c.error)?;
             }
         }
-        table(
+        counts(
             f,
             "by original code:",
-            s.by_original_code
-                .iter()
-                .map(|(k, v)| (code_key(*k), *v))
-                .collect(),
+            s.by_original_code.iter().map(|(k, v)| (code_key(*k), *v)),
         )?;
-        table(
-            f,
-            "by format:",
-            s.by_format
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-        )?;
+        counts(f, "by format:", s.by_format.iter().map(|(k, v)| (k, *v)))?;
         writeln!(f, "misused 530s (a 530 the rules remap): {}", s.misused_530)?;
         for m in &s.misused_listed {
             writeln!(

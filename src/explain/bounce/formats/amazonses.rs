@@ -147,10 +147,9 @@ mod tests {
 
     #[test]
     fn wrapped_bounce_json_gives_its_recipients() {
-        let m = Mail {
-            text: "{\"notificationType\":\"Bounce\",\"bounce\":{\"bounceType\":\"Permanent\",\"bouncedRecipients\":[{\"emailAddress\":\"kim@example.com\",\"action\":\"failed\",\"status\":\"5.1.1\",\"diagnosticCode\":\"smtp; 550 5.1.1 user\n unknown\"}],\"reportingMTA\":\"dsn; a1.example.com\"}}\n--\nIf you wish to stop receiving notifications\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "{\"notificationType\":\"Bounce\",\"bounce\":{\"bounceType\":\"Permanent\",\"bouncedRecipients\":[{\"emailAddress\":\"kim@example.com\",\"action\":\"failed\",\"status\":\"5.1.1\",\"diagnosticCode\":\"smtp; 550 5.1.1 user\n unknown\"}],\"reportingMTA\":\"dsn; a1.example.com\"}}\n--\nIf you wish to stop receiving notifications\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].status.as_deref(), Some("5.1.1"));
@@ -160,10 +159,9 @@ mod tests {
 
     #[test]
     fn the_quoted_reply_of_ses_text_is_put_back_together() {
-        let m = Mail {
-            text: "The following message to <kim@example.jp> was undeliverable.\nThe reason for the problem:\n5.1.0 - Unknown address error 550-'5.2.2 <kim@example.jp>... Mailbox Full' (delivery attempts: 0)\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "The following message to <kim@example.jp> was undeliverable.\nThe reason for the problem:\n5.1.0 - Unknown address error 550-'5.2.2 <kim@example.jp>... Mailbox Full' (delivery attempts: 0)\n",
+        );
         let r = read(&m);
         assert_eq!(
             r[0].diagnostic.as_deref(),
@@ -173,15 +171,13 @@ mod tests {
 
     #[test]
     fn complaints_and_deliveries_are_not_failures() {
-        let m = Mail {
-            text: "{\"notificationType\":\"Complaint\",\"complaint\":{\"complainedRecipients\":[{\"emailAddress\":\"kim@example.com\"}],\"complaintFeedbackType\":\"abuse\"}}".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "{\"notificationType\":\"Complaint\",\"complaint\":{\"complainedRecipients\":[{\"emailAddress\":\"kim@example.com\"}],\"complaintFeedbackType\":\"abuse\"}}",
+        );
         assert_eq!(read(&m)[0].hint, Some(Reason::Feedback));
-        let m = Mail {
-            text: "{\"notificationType\":\"Delivery\",\"delivery\":{\"recipients\":[\"kim@example.com\"],\"smtpResponse\":\"250 2.6.0 ok\"}}".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "{\"notificationType\":\"Delivery\",\"delivery\":{\"recipients\":[\"kim@example.com\"],\"smtpResponse\":\"250 2.6.0 ok\"}}",
+        );
         assert_eq!(read(&m)[0].action.as_deref(), Some("delivered"));
     }
 }

@@ -62,10 +62,9 @@ mod tests {
 
     #[test]
     fn reply_and_envelope_recipient() {
-        let m = Mail {
-            text: "Error: Invalid user address\n\nError message below:\n550 - Requested action not taken: no such user here\n\nMessage details:\n  MAIL FROM: a@example.com\n  RCPT TO: kim@example.com\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Error: Invalid user address\n\nError message below:\n550 - Requested action not taken: no such user here\n\nMessage details:\n  MAIL FROM: a@example.com\n  RCPT TO: kim@example.com\n",
+        );
         let r = read(&m);
         assert_eq!(r[0].recipient, "kim@example.com");
         assert_eq!(

@@ -81,10 +81,9 @@ mod tests {
 
     #[test]
     fn the_refused_command_and_the_multi_line_reply() {
-        let m = Mail {
-            text: "This is the DragonFly Mail Agent v0.13 at df.example.jp.\n\nThere was an error delivering your mail to <kim@example.com>.\n\nmx.example.com [192.0.2.1] did not like our final DATA:\n550-5.7.26 Unauthenticated email is not accepted due to domain's\n550 5.7.26 DMARC policy.\n\nMessage headers follow.\nTo: <zed@example.com>\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "This is the DragonFly Mail Agent v0.13 at df.example.jp.\n\nThere was an error delivering your mail to <kim@example.com>.\n\nmx.example.com [192.0.2.1] did not like our final DATA:\n550-5.7.26 Unauthenticated email is not accepted due to domain's\n550 5.7.26 DMARC policy.\n\nMessage headers follow.\nTo: <zed@example.com>\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].recipient, "kim@example.com");

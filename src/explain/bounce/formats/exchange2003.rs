@@ -62,10 +62,9 @@ mod tests {
 
     #[test]
     fn recipient_on_date_then_the_explanation() {
-        let m = Mail {
-            text: "Your message\n  To:      a@example.com\ndid not reach the following recipient(s):\n\nkim@example.jp on Thu, 29 Apr 2010 00:00:00 -0000\n    The recipient name is not recognized\n    MSEXCH:IMS:X:Y:Z 0 (000C05A6) Unknown Recipient\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Your message\n  To:      a@example.com\ndid not reach the following recipient(s):\n\nkim@example.jp on Thu, 29 Apr 2010 00:00:00 -0000\n    The recipient name is not recognized\n    MSEXCH:IMS:X:Y:Z 0 (000C05A6) Unknown Recipient\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].recipient, "kim@example.jp");

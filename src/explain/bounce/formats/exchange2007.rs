@@ -72,10 +72,9 @@ mod tests {
 
     #[test]
     fn hashed_reply_follows_the_address() {
-        let m = Mail {
-            text: "Diagnostic information for administrators:\n\nGenerating server: mx.example.org\n\nkim@example.co.jp\n#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Diagnostic information for administrators:\n\nGenerating server: mx.example.org\n\nkim@example.co.jp\n#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(
@@ -86,10 +85,9 @@ mod tests {
 
     #[test]
     fn reply_follows_the_address() {
-        let m = Mail {
-            text: "Delivery has failed to these recipients or groups:\n\nhal@example.org\nThe e-mail address you entered couldn't be found.\n\nDiagnostic information for administrators:\n\nGenerating server: mx.example.org\n\nhal@example.org\nRemote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Delivery has failed to these recipients or groups:\n\nhal@example.org\nThe e-mail address you entered couldn't be found.\n\nDiagnostic information for administrators:\n\nGenerating server: mx.example.org\n\nhal@example.org\nRemote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].recipient, "hal@example.org");

@@ -69,10 +69,9 @@ mod tests {
 
     #[test]
     fn recipient_lines_and_the_smtp_exchange() {
-        let m = Mail {
-            text: "Each of the following recipients was rejected by a remote\nmail server.\n\n    Recipient: <kim@ezweb.example.jp>\n    >>> RCPT TO:<kim@ezweb.example.jp>\n    <<< 550 <kim@ezweb.example.jp>: User unknown\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Each of the following recipients was rejected by a remote\nmail server.\n\n    Recipient: <kim@ezweb.example.jp>\n    >>> RCPT TO:<kim@ezweb.example.jp>\n    <<< 550 <kim@ezweb.example.jp>: User unknown\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].command, Some(CommandKind::Rcpt));
@@ -84,10 +83,9 @@ mod tests {
 
     #[test]
     fn a_bare_rejection_is_the_recipients_filter() {
-        let m = Mail {
-            text: "<kim@ezweb.example.jp>\nEach of the following recipients was rejected by a remote mail server.\n---------------------------------------------------\nReceived: x\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "<kim@ezweb.example.jp>\nEach of the following recipients was rejected by a remote mail server.\n---------------------------------------------------\nReceived: x\n",
+        );
         assert_eq!(read(&m)[0].hint, Some(Reason::Filtered));
     }
 }

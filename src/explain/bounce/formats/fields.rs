@@ -97,16 +97,9 @@ fn read(mail: &Mail) -> Vec<Found> {
 mod tests {
     use super::*;
 
-    fn mail(text: &str) -> Mail {
-        Mail {
-            text: text.into(),
-            ..Mail::default()
-        }
-    }
-
     #[test]
     fn messaging_server_fields() {
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "Your message cannot be delivered to the following recipients:\n\n  Recipient address: kim@example.jp\n  Reason: Remote SMTP server has rejected address\n  Diagnostic code: smtp;550 5.1.1 <kim@example.jp>... User Unknown\n  Remote system: dns;mx.example.jp (TCP|192.0.2.1|25)\n",
         ));
         assert_eq!(r.len(), 1);
@@ -123,14 +116,14 @@ mod tests {
 
     #[test]
     fn filters_name_the_recipient_and_say_what_they_did() {
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "Your message to: kim@example.org\nwas blocked by our Spam Firewall.\n",
         ));
         assert_eq!(
             r[0].diagnostic.as_deref(),
             Some("was blocked by our Spam Firewall.")
         );
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "Addressed To: kim@example.com\n\nFailed to send to identified host,\nkim@example.com: [192.0.2.5], 550 kim@example.com... No such user\n--- Message non-deliverable.\n",
         ));
         assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.5"));

@@ -149,10 +149,9 @@ mod tests {
 
     #[test]
     fn failed_permanently_with_the_other_servers_reply() {
-        let m = Mail {
-            text: "Delivery to the following recipient failed permanently:\n\n     ivy@example.net\n\nTechnical details of permanent failure:\nGoogle tried to deliver your message, but it was rejected by the server.\nThe error that the other server returned was:\n550 5.1.1 <ivy@example.net>... User Unknown\n\n----- Original message -----\nTo: zed@example.net\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Delivery to the following recipient failed permanently:\n\n     ivy@example.net\n\nTechnical details of permanent failure:\nGoogle tried to deliver your message, but it was rejected by the server.\nThe error that the other server returned was:\n550 5.1.1 <ivy@example.net>... User Unknown\n\n----- Original message -----\nTo: zed@example.net\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].recipient, "ivy@example.net");
@@ -165,10 +164,9 @@ mod tests {
 
     #[test]
     fn delay_notice_is_delayed() {
-        let m = Mail {
-            text: "Delivery to the following recipient has been delayed:\n\n     ivy@example.net\n\nTechnical details of temporary failure:\nThe recipient server did not accept our requests to connect.\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Delivery to the following recipient has been delayed:\n\n     ivy@example.net\n\nTechnical details of temporary failure:\nThe recipient server did not accept our requests to connect.\n",
+        );
         let r = read(&m);
         assert_eq!(r[0].action.as_deref(), Some("delayed"));
         assert_eq!(r[0].hint, Some(Reason::Expired));

@@ -77,10 +77,9 @@ mod tests {
 
     #[test]
     fn quoted_address_command_host_and_reply() {
-        let m = Mail {
-            text: "The following address\nfailed:\n\n\"kim@example.jp\":\nSMTP error from remote server after RCPT command:\nhost: mx.example.jp\n5.2.2 <kim@example.jp>... Mailbox Full\n\n--- The header of the original message is following. ---\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "The following address\nfailed:\n\n\"kim@example.jp\":\nSMTP error from remote server after RCPT command:\nhost: mx.example.jp\n5.2.2 <kim@example.jp>... Mailbox Full\n\n--- The header of the original message is following. ---\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].command, Some(CommandKind::Rcpt));

@@ -73,10 +73,9 @@ mod tests {
 
     #[test]
     fn sent_and_received_lines() {
-        let m = Mail {
-            text: "...\nSent <<< RCPT TO:<kim@example.co.jp>\nReceived >>> 550 5.1.1 <kim@example.co.jp>... user unknown\n...\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "...\nSent <<< RCPT TO:<kim@example.co.jp>\nReceived >>> 550 5.1.1 <kim@example.co.jp>... user unknown\n...\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].command, Some(CommandKind::Rcpt));

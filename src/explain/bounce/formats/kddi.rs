@@ -51,10 +51,9 @@ mod tests {
 
     #[test]
     fn reason_follows_the_address() {
-        let m = Mail {
-            text: "Your mail sent on: Thu, 29 Apr 2013 23:45:22 +0900\n     Could not be delivered to: <kim@example.jp>\n     As their mailbox is full.\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Your mail sent on: Thu, 29 Apr 2013 23:45:22 +0900\n     Could not be delivered to: <kim@example.jp>\n     As their mailbox is full.\n",
+        );
         let r = read(&m);
         assert_eq!(r[0].recipient, "kim@example.jp");
         assert_eq!(

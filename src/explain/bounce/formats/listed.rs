@@ -104,25 +104,18 @@ mod tests {
     use super::*;
     use crate::smtp::CommandKind;
 
-    fn mail(text: &str) -> Mail {
-        Mail {
-            text: text.into(),
-            ..Mail::default()
-        }
-    }
-
     #[test]
     fn addresses_under_a_lead_sentence() {
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "Unable to deliver message to the following recipients, due to being unable to connect.\n\n       kim@example.com\n",
         ));
         assert!(r.is_empty(), "no lead sentence end: {r:?}");
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "Delivery to the following recipients failed.\n\n       kim@example.com\n       <lee@example.com>\n",
         ));
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].recipient, "lee@example.com");
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "    --- The following addresses had delivery problems ---\n\n<kim@example.or.jp>   (5.1.1 <kim@example.or.jp>... User unknown)\n",
         ));
         assert_eq!(
@@ -133,7 +126,7 @@ mod tests {
 
     #[test]
     fn bracketed_reason() {
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "---The following addresses had delivery errors---\n\nkim@example.co.jp [User unknown]\n",
         ));
         assert_eq!(r[0].diagnostic.as_deref(), Some("User unknown"));
@@ -141,7 +134,7 @@ mod tests {
 
     #[test]
     fn starred_address_and_technical_details() {
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "Delivery to the following recipients failed permanently:\n\n   * kim@example.com\n\nTechnical details:\nSMTP:RCPT host 192.0.2.8: 553 5.3.0 <kim@example.com>... No such user here\n",
         ));
         assert_eq!(r.len(), 1);
@@ -154,7 +147,7 @@ mod tests {
 
     #[test]
     fn one_line_with_the_reason() {
-        let r = read(&mail(
+        let r = read(&Mail::with_text(
             "The following recipients returned permanent errors: kim@example.org. Reason: SMTP Server <192.0.2.1> refused to accept your message (DATA), with the following error message: 554 too many hops\n",
         ));
         assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.1"));

@@ -57,10 +57,9 @@ mod tests {
 
     #[test]
     fn server_failed_with_reply() {
-        let m = Mail {
-            text: "Unable to deliver message to: <kim@example.org>\nDelivery failed for the following reason:\nServer mx.example.org[192.0.2.2] failed with: 550 <kim@example.org> No such user here\n\nThis has been a permanent failure.\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Unable to deliver message to: <kim@example.org>\nDelivery failed for the following reason:\nServer mx.example.org[192.0.2.2] failed with: 550 <kim@example.org> No such user here\n\nThis has been a permanent failure.\n",
+        );
         let r = read(&m);
         assert_eq!(r[0].remote_mta.as_deref(), Some("mx.example.org"));
         assert_eq!(

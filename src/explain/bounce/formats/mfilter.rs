@@ -74,10 +74,9 @@ mod tests {
 
     #[test]
     fn server_message_and_command_sections() {
-        let m = Mail {
-            text: "kim@example.com\n\n-------server message\n550 unknown user <kim@example.com>\n\n-------SMTP command\nDATA\n\n-------original message\nTo: zed@example.com\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "kim@example.com\n\n-------server message\n550 unknown user <kim@example.com>\n\n-------SMTP command\nDATA\n\n-------original message\nTo: zed@example.com\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].command, Some(CommandKind::Data));

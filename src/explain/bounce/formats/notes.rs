@@ -71,10 +71,9 @@ mod tests {
 
     #[test]
     fn notes_reason_comes_before_the_address() {
-        let m = Mail {
-            text: "------- Failure Reasons  --------\n\nUser  not listed in public Name & Address Book\nkim@example.com\n\n------- Returned Message --------\nTo: x@example.com\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "------- Failure Reasons  --------\n\nUser  not listed in public Name & Address Book\nkim@example.com\n\n------- Returned Message --------\nTo: x@example.com\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(
@@ -85,10 +84,9 @@ mod tests {
 
     #[test]
     fn domino_reason_follows_because() {
-        let m = Mail {
-            text: "Your message\n\n  Subject: Test\n\nwas not delivered to:\n\n  kim@example.jp\n\nbecause:\n\n  User kim (kim@example.jp) not listed in Domino Directory\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Your message\n\n  Subject: Test\n\nwas not delivered to:\n\n  kim@example.jp\n\nbecause:\n\n  User kim (kim@example.jp) not listed in Domino Directory\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert!(

@@ -53,10 +53,9 @@ mod tests {
 
     #[test]
     fn one_line_per_recipient() {
-        let m = Mail {
-            text: "    This is the MAILER-DAEMON, please DO NOT REPLY to this e-mail.\n    the following list of recipients:\n\nkim@example.jp: Envelope expired\nlee@example.jp: 550 5.1.1 no such user\n\n    Below is a copy of the original message:\nTo: x@example.jp\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "    This is the MAILER-DAEMON, please DO NOT REPLY to this e-mail.\n    the following list of recipients:\n\nkim@example.jp: Envelope expired\nlee@example.jp: 550 5.1.1 no such user\n\n    Below is a copy of the original message:\nTo: x@example.jp\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].diagnostic.as_deref(), Some("Envelope expired"));

@@ -36,10 +36,9 @@ mod tests {
 
     #[test]
     fn address_colon_then_the_reason() {
-        let m = Mail {
-            text: "Unable to deliver message to the following address(es).\n\n<kim@example.co.jp>:\nThis user doesn't have a example.co.jp account (kim@example.co.jp) [-9]\n\n--- Original message follows.\n\n<zed@example.co.jp>:\nquoted\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Unable to deliver message to the following address(es).\n\n<kim@example.co.jp>:\nThis user doesn't have a example.co.jp account (kim@example.co.jp) [-9]\n\n--- Original message follows.\n\n<zed@example.co.jp>:\nquoted\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert!(

@@ -100,16 +100,9 @@ pub fn found(rcpt: &str, para: &str) -> Found {
 mod tests {
     use super::*;
 
-    fn mail(text: &str) -> Mail {
-        Mail {
-            text: text.into(),
-            ..Mail::default()
-        }
-    }
-
     #[test]
     fn folded_paragraphs_give_host_reply_and_command() {
-        let m = mail(
+        let m = Mail::with_text(
             "The mail system\n\n<ann@example.org>: host mx.example.org[192.0.2.1] said: 550 5.1.1\n    <ann@example.org>: Recipient address rejected: User unknown (in reply to\n    RCPT TO command)\n<bo@example.org> (expanded from <b@example.net>): host mx.example.org[192.0.2.1]\n    refused to talk to me: 554 5.7.1 go away\n<cy@example.org>: connect to mx.example.org[192.0.2.1]:25: Connection refused\n",
         );
         let r = read(&m);

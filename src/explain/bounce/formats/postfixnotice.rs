@@ -77,10 +77,9 @@ mod tests {
 
     #[test]
     fn the_reply_after_the_content_fails_the_recipients() {
-        let m = Mail {
-            text: "Transcript of session follows.\n\n Out: 220 mx.example.com ESMTP\n In:  MAIL\n     FROM:<a@example.jp>\n In:  RCPT TO:<kim@example.net> ORCPT=rfc822;kim@example.net\n Out: 250 2.1.5 Ok\n In:  DATA\n Out: 354 End data with <CR><LF>.<CR><LF>\n Out: 451 4.3.0 Error: queue file write error\n In:  QUIT\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Transcript of session follows.\n\n Out: 220 mx.example.com ESMTP\n In:  MAIL\n     FROM:<a@example.jp>\n In:  RCPT TO:<kim@example.net> ORCPT=rfc822;kim@example.net\n Out: 250 2.1.5 Ok\n In:  DATA\n Out: 354 End data with <CR><LF>.<CR><LF>\n Out: 451 4.3.0 Error: queue file write error\n In:  QUIT\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].recipient, "kim@example.net");

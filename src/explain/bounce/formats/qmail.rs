@@ -113,16 +113,9 @@ pub fn paragraph(addr: String, body: &[&str]) -> Found {
 mod tests {
     use super::*;
 
-    fn mail(text: &str) -> Mail {
-        Mail {
-            text: text.into(),
-            ..Mail::default()
-        }
-    }
-
     #[test]
     fn each_recipient_gets_the_step_and_the_reply() {
-        let m = mail(
+        let m = Mail::with_text(
             "Hi. This is the qmail-send program at mx.example.jp.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n\n<kim@example.org>:\nConnected to 192.0.2.5 but sender was rejected.\nRemote host said: 550 5.7.1 <a@example.jp>... Access denied\n\n<lee@example.org>:\n192.0.2.5 does not like recipient.\nRemote host said: 552 5.2.2 <lee@example.org>: Mailbox full\nGiving up on 192.0.2.5.\n\n<mo@example.org>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n--- Below this line is a copy of the message.\n\n<zed@example.org>:\nnot a recipient\n",
         );
         let r = read(&m);
@@ -146,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_connection_never_made_is_a_network_error() {
-        let m = mail(
+        let m = Mail::with_text(
             "This is the qmail-send program at x.\n\n<kim@example.jp>:\nSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\nI'm not going to try again; this message has been in the queue too long.\n",
         );
         let r = read(&m);

@@ -59,10 +59,9 @@ mod tests {
 
     #[test]
     fn one_line_per_recipient_with_the_command_at_the_end() {
-        let m = Mail {
-            text: "This is an automatically generated message from SendGrid.\n\nkim:000000:<kim@example.jp> : 192.0.2.250 : mx.example.jp:[192.0.2.153] : 550 5.1.1 <kim@example.jp>... User Unknown  in RCPT TO\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "This is an automatically generated message from SendGrid.\n\nkim:000000:<kim@example.jp> : 192.0.2.250 : mx.example.jp:[192.0.2.153] : 550 5.1.1 <kim@example.jp>... User Unknown  in RCPT TO\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].remote_mta.as_deref(), Some("mx.example.jp"));

@@ -253,16 +253,9 @@ fn unnamed(mail: &Mail, transcript: &str) -> Option<Found> {
 mod tests {
     use super::*;
 
-    fn mail(text: &str) -> Mail {
-        Mail {
-            text: text.into(),
-            ..Mail::default()
-        }
-    }
-
     #[test]
     fn listed_address_takes_reply_and_command_from_the_transcript() {
-        let m = mail(
+        let m = Mail::with_text(
             "   ----- The following addresses had permanent fatal errors -----\n<kim@example.org>\n    (reason: 550 5.1.1 <kim@example.org>... User Unknown)\n\n   ----- Transcript of session follows -----\n... while talking to mx.example.org.:\n>>> DATA\n<<< 550 5.1.1 <kim@example.org>... User Unknown\n550 5.1.1 <kim@example.org>... User unknown\n<<< 503 5.0.0 Need RCPT (recipient)\n",
         );
         let r = read(&m);
@@ -277,7 +270,7 @@ mod tests {
 
     #[test]
     fn v5_transcript_names_each_recipient() {
-        let m = mail(
+        let m = Mail::with_text(
             "   ----- Transcript of session follows -----\nWhile talking to mail.example.org:\n>>> RCPT To:<mia@example.org>\n<<< 550 Requested mailbox not found.\n550 <mia@example.org>... User unknown\n554 <ned@example.net>... 550 Host unknown (Authoritative answer from name server)\n   ----- Unsent message follows -----\nTo: zed@example.org\n",
         );
         let r = read(&m);
@@ -293,7 +286,7 @@ mod tests {
 
     #[test]
     fn transcript_without_an_address_uses_the_returned_to() {
-        let m = mail(
+        let m = Mail::with_text(
             "   ----- Transcript of session follows -----\n421 example.com (smtp)... Deferred: Connection timed out during user open with example.com\n   ----- Unsent message follows -----\nFrom: a@example.jp\nTo: kim@example.com\nSubject: x\n\nbody\n",
         );
         let r = read(&m);

@@ -46,10 +46,9 @@ mod tests {
 
     #[test]
     fn recipient_from_the_returned_to() {
-        let m = Mail {
-            text: "Message could not be delivered to mobile.\nError: No valid recipients for this MM\n\nOriginal Message:\nFrom: a <a@example.jp>\nTo: 0000@example.com\nSubject: x\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Message could not be delivered to mobile.\nError: No valid recipients for this MM\n\nOriginal Message:\nFrom: a <a@example.jp>\nTo: 0000@example.com\nSubject: x\n",
+        );
         let r = read(&m);
         assert_eq!(r[0].recipient, "0000@example.com");
         assert_eq!(

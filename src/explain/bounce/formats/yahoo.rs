@@ -58,10 +58,9 @@ mod tests {
 
     #[test]
     fn the_bracket_names_the_command() {
-        let m = Mail {
-            text: "Sorry, we were unable to deliver your message to the following address.\n\n<kim@example.org>:\nRemote host said:\n550 5.1.1 <kim@example.org>... User Unknown\n[RCPT_TO]\n\n--- Below this line is a copy of the message.\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "Sorry, we were unable to deliver your message to the following address.\n\n<kim@example.org>:\nRemote host said:\n550 5.1.1 <kim@example.org>... User Unknown\n[RCPT_TO]\n\n--- Below this line is a copy of the message.\n",
+        );
         let r = read(&m);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].command, Some(CommandKind::Rcpt));

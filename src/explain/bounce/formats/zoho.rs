@@ -50,10 +50,9 @@ mod tests {
 
     #[test]
     fn code_and_text_are_put_back_together() {
-        let m = Mail {
-            text: "kim@example.jp Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1 <kim@example.jp>... User Unknown\n".into(),
-            ..Mail::default()
-        };
+        let m = Mail::with_text(
+            "kim@example.jp Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1 <kim@example.jp>... User Unknown\n",
+        );
         let r = read(&m);
         assert_eq!(
             r[0].diagnostic.as_deref(),
