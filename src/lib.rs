@@ -26,4 +26,5 @@ pub mod smtp;
 pub mod tls;
 pub mod transcript;
 pub mod upstream;
+pub mod workers;
 mod yaml;

@@ -154,13 +154,19 @@ pub(super) fn serve(args: ServeArgs) -> Result<ExitCode> {
     let rules = source
         .load()
         .map_err(|e| anyhow::anyhow!("rules not loaded:\n{e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The control runtime (signals, reloads, the admin endpoint, checks)
+    // on this thread; sessions on one single-threaded runtime per core.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let workers =
+        replyfix::workers::Workers::for_this_machine().context("starting the worker threads")?;
+    let handles = workers.handles().to_vec();
     runtime.block_on(async move {
         let mode = mode_name(config.mode);
-        tracing::info!(rules_version = %rules.version(), rules = rules.len(), mode, "replyfix starting");
+        let workers = handles.len();
+        tracing::info!(rules_version = %rules.version(), rules = rules.len(), mode, workers, "replyfix starting");
         // What `check` prints as warnings, `serve` logs at start.
         for w in &config.warnings {
             tracing::warn!(
@@ -171,7 +177,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<ExitCode> {
                 w.message
             );
         }
-        let mut server = Server::start(&config, rules).await?;
+        let mut server = Server::start(&config, rules, &handles).await?;
         let watch = config.reload.watch.then_some(config.reload.interval);
         let mut reloader = Reloader::new(config_path, rules_override, config);
         if run_until_stop(&server, &mut reloader, watch).await == Stop::Interrupt {
@@ -182,6 +188,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<ExitCode> {
         tracing::info!("replyfix stopped");
         Ok::<_, anyhow::Error>(())
     })?;
+    drop(workers);
     Ok(ExitCode::SUCCESS)
 }
 
