@@ -85,6 +85,7 @@ syscalls() {
     sleep 0.5
     kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    cp "$WORK/strace.out" "$WORK/strace.$(basename "$1").out"
     awk '/total$/ { print $4 }' "$WORK/strace.out"
 }
 
@@ -97,3 +98,4 @@ for bin in "$@"; do
         "$(awk -v a="$base" -v b="$with" -v n="$MSGS" 'BEGIN { printf "%.0f", (b - a) / n }')" \
         "$(awk -v c="$calls" -v n="$MSGS" 'BEGIN { printf "%.1f", c / n }')"
 done
+echo "(per-call strace tables: $WORK/strace.*.out)"
