@@ -56,7 +56,7 @@ const EXPECTED: &[(&str, Expect)] = &[
     ),
     (
         "replyfix explain --command mail \"530 5.7.0 Must issue a STARTTLS command first\"",
-        Expect::Prints(&["451 4.7.0 replyfix: the upstream server demands TLS"]),
+        Expect::Prints(&["451 4.7.0 replyfix: the server said 530: it demands TLS"]),
     ),
     (
         "replyfix explain --command auth \"530 5.7.8 Error: authentication failed: bad user name or password\"",

@@ -388,17 +388,28 @@ mod tests {
 
     #[test]
     fn an_annotation_that_names_no_code_is_found_by_replaying_every_code() {
-        // The upstream's TLS demand: its annotation names the demand, not
-        // the 530; the replay finds it (and that the upstream leg was
-        // plaintext, the caller's default here).
-        let (sent, back) = round_trip(
-            "530 5.7.0 Must issue a STARTTLS command first",
-            CommandKind::Mail,
-            0,
-        );
+        // An operator's rule whose annotation does not say "the server said
+        // {code}": the replay of every code finds the 530 and the rule.
+        let yaml = r#"
+rules:
+  - id: tls-demand-quiet
+    description: a TLS demand, annotated without the code
+    when: {code: 530, text: 'must issue a starttls'}
+    then:
+      remap: {code: 451, enhanced: "4.7.0"}
+      annotate: "replyfix: the proxy's own connection must use TLS; try again later"
+"#;
+        let rules = RuleSet::from_sources(&[("own.yaml".into(), yaml.into())])
+            .expect("rules")
+            .rules;
+        let original = parse_reply_arg("530 5.7.0 Must issue a STARTTLS command first").unwrap();
+        let facts = SessionFacts::new(CommandKind::Mail);
+        let sent = rules.judge(&original, &facts).reply(&original).clone();
         assert_eq!(sent.code().get(), 451);
+        assert!(!String::from_utf8_lossy(sent.raw()).contains("said"));
+        let back = read_back(&rules, &sent, &facts).expect("a marker");
         assert_eq!(back.server_code.map(ReplyCode::get), Some(530));
-        assert_eq!(back.rule.as_deref(), Some("starttls-required-upstream-leg"));
+        assert_eq!(back.rule.as_deref(), Some("tls-demand-quiet"));
     }
 
     #[test]
@@ -455,16 +466,13 @@ mod tests {
                     continue; // a remap without annotation: no marker
                 }
                 // The annotation line is the marker, and a remap's names
-                // the server's code (docs/rules.md, "The annotation line";
-                // the one exception, documented there, names the demand).
+                // the server's code (docs/rules.md, "The annotation line").
                 let last = sent.lines().last().expect("a line");
                 let text = String::from_utf8_lossy(last.text);
                 assert!(text.starts_with(MARKER), "{}: {text}", rule.id());
                 let said = format!("the server said {}", ex.reply.code());
                 assert!(
-                    *action != Action::Remap
-                        || text.contains(&said)
-                        || rule.id() == "starttls-required-upstream-leg",
+                    *action != Action::Remap || text.contains(&said),
                     "{}: {text}",
                     rule.id()
                 );
