@@ -50,6 +50,16 @@ impl Conn {
     /// [`received`]), so an idle session holds no read buffer; reading
     /// through `poll_read` also lets tokio clear the socket's readiness after
     /// a short read (no extra failing `recv`).
+    /// The address the peer connected to (`None` once gone).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Conn::Plain(s) => s.local_addr().ok(),
+            Conn::ServerTls(s) => s.get_ref().0.local_addr().ok(),
+            Conn::ClientTls(s) => s.get_ref().0.local_addr().ok(),
+            Conn::Gone => None,
+        }
+    }
+
     pub async fn read_some(&mut self) -> ReadOutcome {
         match self {
             Conn::Plain(tcp) => read_chunk(tcp).await,

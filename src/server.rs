@@ -581,12 +581,26 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                let (ctx, admission, rx, proxy) =
-                    (ctx.clone(), admission.clone(), shutdown.clone(), proxy.clone());
                 let id = format!("{:x}", ids.fetch_add(1, Ordering::Relaxed));
-                // The session's future itself, not one wrapping it: a
-                // wrapper would keep its own copy of every argument.
-                sessions.spawn(admit_and_run(stream, peer, ctx, admission, proxy, id, rx));
+                let (ctx, rx) = (ctx.clone(), shutdown.clone());
+                // Without PROXY in, admitted here and the session's own
+                // future spawned (a wrapper would keep a copy of every
+                // argument in each idle session's memory).
+                match &proxy {
+                    None => match admit(&admission, &ctx, peer) {
+                        Ok(slot) => sessions.spawn(session::run(stream, peer, ctx, id, rx, slot)),
+                        Err(text) => sessions.spawn(refuse(stream, ctx.core.hostname.clone(), text)),
+                    },
+                    Some(proxy) => sessions.spawn(read_proxy_and_run(
+                        stream,
+                        peer,
+                        ctx,
+                        admission.clone(),
+                        proxy.clone(),
+                        id,
+                        rx,
+                    )),
+                };
                 // Reap finished sessions so the set stays small.
                 while sessions.try_join_next().is_some() {}
             }
@@ -597,59 +611,54 @@ async fn accept_loop(
     while sessions.join_next().await.is_some() {}
 }
 
-/// Reads the PROXY header when the listener expects one (the real client
+/// Applies the session limits (R3) to a client: its slot, or the refusal
+/// text after counting and logging it.
+fn admit(
+    admission: &Arc<Admission>,
+    ctx: &SessionContext,
+    client: SocketAddr,
+) -> Result<Slot, &'static str> {
+    admission.admit(client.ip()).map_err(|why| {
+        ctx.metrics.refused(why);
+        let text = match why {
+            Refusal::TooManyPerClient => "too many sessions from your address",
+            _ => "too many sessions",
+        };
+        tracing::info!(client = %client, reason = text, "connection refused");
+        text
+    })
+}
+
+/// A listener with PROXY protocol in: reads the header (the real client
 /// address then counts for limits, rules and logs), applies the session
-/// limits (R3), and runs the session.
-///
-/// A plain `fn` returning the future (not an `async fn`), and the PROXY
-/// header read boxed: every idle session holds this future, and an `async
-/// fn` keeps a second copy of its arguments in it.
-#[allow(clippy::manual_async_fn)] // on purpose, see above
-fn admit_and_run(
+/// limits, and runs the session.
+async fn read_proxy_and_run(
     mut stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<SessionContext>,
     admission: Arc<Admission>,
-    proxy: ProxyIn,
+    proxy: Arc<(ProxyProtocol, Vec<ipnet::IpNet>)>,
     id: String,
     shutdown: watch::Receiver<u8>,
-) -> impl std::future::Future<Output = ()> + Send {
-    async move {
-        let local = stream.local_addr().unwrap_or(peer);
-        let client = match proxy.as_deref() {
-            None => peer,
-            Some((version, trusted)) => {
-                let deadline = ctx.timeouts.tls_handshake;
-                let read =
-                    crate::proxy::read_header(&mut stream, peer, *version, trusted, deadline);
-                match Box::pin(read).await {
-                    Ok(client) => client,
-                    Err(e) => {
-                        ctx.metrics.refused(match e {
-                            crate::proxy::ProxyError::Untrusted(_) => Refusal::UntrustedProxy,
-                            _ => Refusal::BadProxyHeader,
-                        });
-                        tracing::info!(peer = %peer, reason = e.reason(), error = %e, "connection refused");
-                        return;
-                    }
-                }
-            }
-        };
-        match admission.admit(client.ip()) {
-            Ok(slot) => {
-                session::run(stream, client, local, ctx, id, shutdown).await;
-                drop(slot);
-            }
-            Err(why) => {
-                ctx.metrics.refused(why);
-                let text = match why {
-                    Refusal::TooManyPerClient => "too many sessions from your address",
-                    _ => "too many sessions",
-                };
-                tracing::info!(client = %client, reason = text, "connection refused");
-                Box::pin(refuse(stream, ctx.core.hostname.clone(), text)).await;
-            }
+) {
+    let (version, trusted) = &*proxy;
+    let deadline = ctx.timeouts.tls_handshake;
+    let read = crate::proxy::read_header(&mut stream, peer, *version, trusted, deadline);
+    // Boxed: its state is large and ends before the session starts.
+    let client = match Box::pin(read).await {
+        Ok(client) => client,
+        Err(e) => {
+            ctx.metrics.refused(match e {
+                crate::proxy::ProxyError::Untrusted(_) => Refusal::UntrustedProxy,
+                _ => Refusal::BadProxyHeader,
+            });
+            tracing::info!(peer = %peer, reason = e.reason(), error = %e, "connection refused");
+            return;
         }
+    };
+    match admit(&admission, &ctx, client) {
+        Ok(slot) => session::run(stream, client, ctx, id, shutdown, slot).await,
+        Err(text) => refuse(stream, ctx.core.hostname.clone(), text).await,
     }
 }
 

@@ -19,6 +19,8 @@ use proxy_header::{ParseConfig, ProxyHeader};
 struct Seen {
     /// The source address of each connection's PROXY header.
     proxied: Vec<SocketAddr>,
+    /// Its destination address.
+    proxied_to: Vec<SocketAddr>,
     /// Every command line, in order.
     lines: Vec<String>,
 }
@@ -45,13 +47,17 @@ fn address_upstream(expect_proxy: bool, offer_xclient: bool) -> (SocketAddr, Arc
                         }
                         buf.push(byte[0]);
                         match ProxyHeader::parse(&buf, ParseConfig::default()) {
-                            Ok((h, _)) => break h.proxied_address().map(|a| a.source),
+                            Ok((h, _)) => {
+                                break h.proxied_address().map(|a| (a.source, a.destination));
+                            }
                             Err(proxy_header::Error::BufferTooShort) => continue,
                             Err(_) => return,
                         }
                     };
-                    if let Some(s) = source {
-                        seen.lock().unwrap().proxied.push(s);
+                    if let Some((from, to)) = source {
+                        let mut seen = seen.lock().unwrap();
+                        seen.proxied.push(from);
+                        seen.proxied_to.push(to);
                     }
                 }
                 let _ = stream.write_all(b"220 upstream.test ESMTP\r\n");
@@ -119,6 +125,22 @@ fn proxy_v1_from_a_trusted_peer_gives_the_real_client_address_to_the_upstream() 
     );
     let closed = rf.wait_for_record("session closed");
     assert_eq!(field(&closed, "client").as_deref(), Some("192.0.2.7:40000"));
+}
+
+#[test]
+fn proxy_out_names_the_client_and_the_address_it_connected_to() {
+    let (up, seen) = address_upstream(true, false);
+    let rf = Replyfix::start(
+        up,
+        ServeOptions::default().upstream("send_client_address: proxy-v2"),
+    );
+    let mut c = SmtpClient::connect(rf.addr);
+    let from = c.local_addr();
+    assert!(c.read_reply().starts_with("220 upstream.test"));
+    c.cmd("QUIT");
+    let s = wait_seen(&seen, |s| !s.proxied.is_empty());
+    assert_eq!(s.proxied, vec![from]);
+    assert_eq!(s.proxied_to, vec![rf.addr]);
 }
 
 #[test]

@@ -16,13 +16,15 @@ pub mod core;
 
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tokio_rustls::TlsAcceptor;
 
 use self::core::{Core, CoreSettings, EndReason, Event, Rewrite, UpstreamWait};
@@ -93,18 +95,20 @@ struct LegTls {
 /// A plain `fn` returning the future, not an `async fn`: every idle session
 /// holds this future, and an `async fn` keeps a second copy of its
 /// arguments in it.
-pub fn run(
+/// `held` is kept until the session ends (the server's admission slot).
+pub fn run<H: Send + 'static>(
     client: TcpStream,
     peer: SocketAddr,
-    local: SocketAddr,
     ctx: Arc<SessionContext>,
     id: String,
     shutdown: watch::Receiver<u8>,
+    held: H,
 ) -> impl std::future::Future<Output = ()> + Send {
     let started = Instant::now();
     let _ = client.set_nodelay(true);
     let mut client = Conn::Plain(client);
     async move {
+        let _held = held;
         ctx.metrics.session_started(&ctx.listener);
         let mut core = Core::new(ctx.core.clone(), ctx.rules.clone());
         core.set_session(peer.ip(), &id);
@@ -144,7 +148,6 @@ pub fn run(
         let Some((mut upstream, server)) = Box::pin(set_up_upstream(
             &ctx,
             peer,
-            local,
             &id,
             &mut core,
             &mut stats,
@@ -175,18 +178,25 @@ pub fn run(
         tokio::pin!(timer);
 
         let reason = loop {
-            // 1. Write what the core produced, upstream first, straight from the
-            // core's buffers.
+            // 1. Log and count what the core reports before the bytes that
+            // follow from it leave: a client that sees a rewritten reply
+            // finds the rewrite already in the log and the metrics.
+            for event in core.take_events() {
+                log_event(&id, peer, &server, &ctx, &event);
+            }
+            // 2. Write what the core produced, upstream first, straight from
+            // the core's buffers.
             let up = core.to_upstream().len();
             if up > 0 && upstream.is_open() {
                 let res = within(
                     ctx.timeouts.upstream_reply,
+                    timer.as_mut(),
                     upstream.write_all(core.to_upstream()),
                 )
                 .await;
                 core.consume_to_upstream();
                 stats.to_upstream += up as u64;
-                if !matches!(res, Ok(Ok(()))) {
+                if !matches!(res, Some(Ok(()))) {
                     upstream = Conn::Gone;
                     guard(&mut core, |c| c.upstream_eof());
                 }
@@ -195,11 +205,15 @@ pub fn run(
             }
             let out = core.to_client().len();
             if out > 0 {
-                let res =
-                    within(ctx.timeouts.client_idle, client.write_all(core.to_client())).await;
+                let res = within(
+                    ctx.timeouts.client_idle,
+                    timer.as_mut(),
+                    client.write_all(core.to_client()),
+                )
+                .await;
                 core.consume_to_client();
                 stats.to_client += out as u64;
-                if !matches!(res, Ok(Ok(()))) {
+                if !matches!(res, Some(Ok(()))) {
                     guard(&mut core, |c| c.client_eof());
                     // Nothing more can reach the client.
                     core.consume_to_client();
@@ -208,6 +222,7 @@ pub fn run(
             if up > 0 || out > 0 {
                 ctx.metrics.bytes(up as u64, out as u64);
             }
+            // (What a failed write made the core report.)
             for event in core.take_events() {
                 log_event(&id, peer, &server, &ctx, &event);
             }
@@ -242,7 +257,7 @@ pub fn run(
                 continue;
             }
 
-            // 2. Deadlines.
+            // 3. Deadlines.
             let wait = core.upstream_wait();
             upstream_deadline = match (wait, upstream_deadline) {
                 (UpstreamWait::Idle, _) => None,
@@ -274,7 +289,7 @@ pub fn run(
             core.release_idle_buffers();
             let read_upstream = upstream.is_open();
 
-            // 3. Wait for the first thing to happen.
+            // 4. Wait for the first thing to happen.
             tokio::select! {
                 biased;
                 (now, rx) = &mut next_signal => {
@@ -355,7 +370,6 @@ pub fn run(
 async fn set_up_upstream(
     ctx: &SessionContext,
     peer: SocketAddr,
-    local: SocketAddr,
     id: &str,
     core: &mut Core,
     stats: &mut Stats,
@@ -371,7 +385,13 @@ async fn set_up_upstream(
     let who = ClientAddress {
         forwarding: ctx.forwarding,
         client: peer,
-        local,
+        // Only a PROXY header out carries it: no getsockname otherwise.
+        local: match ctx.forwarding {
+            ClientAddressForwarding::ProxyV1 | ClientAddressForwarding::ProxyV2 => {
+                client.local_addr().unwrap_or(peer)
+            }
+            _ => peer,
+        },
     };
     let connect_started = Instant::now();
     let established = upstream::establish(
@@ -436,18 +456,52 @@ async fn set_up_upstream(
     }
 }
 
-/// `fut` within `limit` (`Err` past it), like `tokio::time::timeout`, but a
-/// future that is ready at once (a write the socket takes whole, the usual
-/// case) costs no timer: the deadline is armed only when it has to wait.
-async fn within<F: std::future::Future>(
+/// `fut` within `limit` (`None` past it), like `tokio::time::timeout`, but
+/// on the session's own timer, and a future that is ready at once (a write
+/// the socket takes whole, the usual case) costs no timer at all: the
+/// deadline is armed only when it has to wait. The loop re-arms the timer
+/// for its own deadlines afterwards (a timer that fires early is re-armed
+/// without acting). Small on purpose: it sits in every session's future.
+fn within<F: std::future::Future>(
     limit: Duration,
+    timer: Pin<&mut Sleep>,
     fut: F,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    match first {
-        std::task::Poll::Ready(out) => Ok(out),
-        std::task::Poll::Pending => timeout(limit, fut).await,
+) -> Within<'_, F> {
+    Within {
+        fut,
+        timer,
+        limit,
+        armed: false,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`within`] returns.
+    struct Within<'t, F> {
+        #[pin]
+        fut: F,
+        timer: Pin<&'t mut Sleep>,
+        limit: Duration,
+        armed: bool,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if !*this.armed {
+            this.timer.as_mut().reset(Instant::now() + *this.limit);
+            *this.armed = true;
+        }
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -687,11 +741,12 @@ mod tests {
             tls_handshakes: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         let (_tx, rx) = watch::channel(stop::RUNNING);
-        let fut = run(client, addr, addr, ctx, "id".into(), rx);
+        let fut = run(client, addr, ctx, "id".into(), rx, ());
         let size = std::mem::size_of_val(&fut);
         println!("session future: {size} bytes");
-        // 1,424 bytes in a debug build (1,896 before the upstream set-up
-        // and the arguments' second copy left it).
-        assert!(size <= 1536, "session future is {size} bytes");
+        // 1,232 bytes in a debug build (1,896 before the upstream set-up
+        // and the arguments' second copy left it, 1,424 before the
+        // timeouts shared the session's one timer).
+        assert!(size <= 1344, "session future is {size} bytes");
     }
 }

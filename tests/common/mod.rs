@@ -565,6 +565,11 @@ impl SmtpClient {
         SmtpClient { stream, reader }
     }
 
+    /// This end's address (what the server sees as the client).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local address")
+    }
+
     /// Writes raw bytes.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream
