@@ -288,13 +288,15 @@ impl Core {
                 // D4, D5: an upstream that did not offer CHUNKING would read
                 // the chunk's octets as commands. replyfix answers the BDAT
                 // itself and reads the chunk to keep the client in step.
-                self.local_error(b"502 5.5.1 Error: BDAT without CHUNKING\r\n");
+                // The chunk phase first: when this error reaches R4's limit,
+                // closing must win and nothing after it be read.
                 if size > 0 {
                     self.phase = Phase::Chunk {
                         chunk: ChunkCounter::new(size),
                         forward: false,
                     };
                 }
+                self.local_error(b"502 5.5.1 Error: BDAT without CHUNKING\r\n");
             }
             Command::Bdat { size, last } => {
                 self.forward_line(&line);

@@ -89,6 +89,9 @@ pub struct Core {
     upstream_gone: bool,
     /// Set when the session must end once the outstanding replies are out.
     close_after_pending: Option<EndReason>,
+    /// Whether the upstream will wait for a command then (so it gets a
+    /// `QUIT`), or may be inside a SASL exchange (so it is just closed).
+    quit_after_pending: bool,
     // Counters for the session log line.
     pub transactions: u32,
     pub rewrites: u32,
@@ -148,6 +151,7 @@ impl Core {
             close_upstream: false,
             upstream_gone: false,
             close_after_pending: None,
+            quit_after_pending: false,
             transactions: 0,
             rewrites: 0,
         }
@@ -447,7 +451,16 @@ impl Core {
     /// Stops reading the client; the session ends once every outstanding
     /// reply has been sent.
     fn close_after(&mut self, reason: EndReason) {
-        self.close_after_pending.get_or_insert(reason);
+        if self.close_after_pending.is_none() {
+            self.close_after_pending = Some(reason);
+            // Reached while reading commands (or a refused chunk, which the
+            // upstream never sees): once the replies are in, it waits for a
+            // command. After a SASL line it may ask for another.
+            self.quit_after_pending = matches!(
+                self.phase,
+                Phase::Command | Phase::Chunk { forward: false, .. }
+            );
+        }
         self.phase = Phase::Closing;
     }
 
@@ -511,6 +524,9 @@ impl Core {
             && self.end.is_none()
             && let Some(reason) = self.close_after_pending.take()
         {
+            if self.quit_after_pending {
+                self.phase = Phase::Command;
+            }
             self.stop_reading_and_quit(reason);
         }
     }

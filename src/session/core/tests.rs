@@ -396,6 +396,37 @@ fn too_many_errors_end_the_session_r4() {
 }
 
 #[test]
+fn the_error_limit_reached_on_a_refused_bdat_reads_nothing_after_it_r4_d5() {
+    // Found by the session_core fuzz target: the refused chunk's phase used
+    // to replace the closing one, so commands after the 421 still ran.
+    let mut settings = CoreSettings::for_tests();
+    settings.max_errors = 3;
+    let mut s = Script::with(settings);
+    s.upstream(b"220 up\r\n");
+    s.take();
+    s.client(b"NOOP\r\nBDAT 3\r\nabcBDAT 0\r\nBDAT 2 LAST\r\nxyEHLO c\r\nRSET\r\n");
+    let (c, up) = s.take();
+    assert_eq!(c, "");
+    assert_eq!(
+        up, "NOOP\r\n",
+        "nothing after the limit reaches the upstream"
+    );
+    s.upstream(b"250 ok\r\n");
+    let (c, up) = s.take();
+    assert_eq!(
+        c,
+        "250 ok\r\n502 5.5.1 Error: BDAT without CHUNKING\r\n\
+         502 5.5.1 Error: BDAT without CHUNKING\r\n\
+         502 5.5.1 Error: BDAT without CHUNKING\r\n\
+         421 4.7.0 replyfix.test Error: too many errors\r\n"
+    );
+    assert_eq!(up, "QUIT\r\n");
+    assert_eq!(s.core.end_reason(), Some(EndReason::TooManyErrors));
+    s.upstream(b"221 bye\r\n");
+    assert_eq!(s.take(), (String::new(), String::new()));
+}
+
+#[test]
 fn upstream_error_replies_never_count_towards_the_error_limit_r4() {
     // A bulk sender pipelines 5,000 RCPTs; the upstream takes 1,000 and
     // answers 452 to the rest (RFC 5321 4.5.3.1.8), and 550 to some.
