@@ -12,9 +12,11 @@
 # exit (trap). See bench/README.md for what each figure means.
 #
 # Knobs (environment): RUNS=3 MSGS=5000 BIG_MSGS=20 BIG_SIZE=10000000
-# LAT_COUNT=500 IDLE=1000 CPU=1 (the core everything is pinned to)
-# BASE_PORT=29250 OUT=bench/out
-# TARGETS="direct haproxy nginx replyfix" (a subset, in this order)
+# LAT_COUNT=500 IDLE=800 IDLE_SOURCES=40 CPU=1 (the core everything is
+# pinned to) BASE_PORT=29250 OUT=bench/out
+# TARGETS="direct haproxy nginx replyfix rf_quick rf_minimal" (a subset, in
+# this order; rf_quick and rf_minimal are replyfix as a user first runs it:
+# the quick-start flags, and config/minimal.yaml)
 # REPLYFIX_B=/path/to/other/replyfix  adds target replyfix_b (A/B of a change)
 # REPLYFIX_BIN=/path/to/replyfix  use this binary as "replyfix" (no build)
 # PHASES="msgs big latency rules idle tls" (a subset)
@@ -26,14 +28,18 @@ MSGS=${MSGS:-5000}
 BIG_MSGS=${BIG_MSGS:-20}
 BIG_SIZE=${BIG_SIZE:-10000000}
 LAT_COUNT=${LAT_COUNT:-500}
-IDLE=${IDLE:-1000}
+# Within the default max_sessions (1000), so the defaults targets hold them.
+IDLE=${IDLE:-800}
+# Idle sessions come from this many loopback addresses (127.0.0.2, ...): 20
+# each, under the default per-client limit (50).
+IDLE_SOURCES=${IDLE_SOURCES:-40}
 CPU=${CPU:-1}
 # Below the kernel's ephemeral range (32768-60999 by default), so a busy
 # machine's outgoing connections cannot take a port the benchmark binds.
 BASE_PORT=${BASE_PORT:-29250}
 OUT=${OUT:-$ROOT/bench/out}
 CONCURRENCY=(1 20 100)
-read -r -a TARGETS <<< "${TARGETS:-direct haproxy nginx replyfix}"
+read -r -a TARGETS <<< "${TARGETS:-direct haproxy nginx replyfix rf_quick rf_minimal}"
 REPLYFIX_B=${REPLYFIX_B:-}
 [ -n "$REPLYFIX_B" ] && TARGETS+=(replyfix_b)
 PHASES=" ${PHASES:-msgs big latency rules idle tls} "
@@ -49,6 +55,8 @@ REPLYFIX_PORT=$((BASE_PORT + 13))
 RF550_PORT=$((BASE_PORT + 14))
 RF530_PORT=$((BASE_PORT + 15))
 REPLYFIX_B_PORT=$((BASE_PORT + 16))
+RF_QUICK_PORT=$((BASE_PORT + 17))     # replyfix serve --listen --upstream
+RF_MINIMAL_PORT=$((BASE_PORT + 18))   # replyfix serve -c config/minimal.yaml
 TLS_SINK_ST_PORT=$((BASE_PORT + 20))  # replyfix offering STARTTLS in front of smtp-sink
 TLS_SINK_IMP_PORT=$((BASE_PORT + 21)) # the same instance, implicit TLS
 RFTLS_PORT=$((BASE_PORT + 22))        # replyfix, STARTTLS on both legs
@@ -237,7 +245,18 @@ limits:
   max_sessions_per_client: 8000
 EOF
     done
+    # config/minimal.yaml as shipped, but for its two addresses.
+    sed -e "s/127\.0\.0\.1:2525/127.0.0.1:$RF_MINIMAL_PORT/" \
+        -e "s/\"127\.0\.0\.1:25\"/\"127.0.0.1:$SINK_PORT\"/" \
+        "$ROOT/config/minimal.yaml" > "$WORK/rf_minimal.yaml"
+    grep -q "127.0.0.1:$RF_MINIMAL_PORT" "$WORK/rf_minimal.yaml" \
+        && grep -q "127.0.0.1:$SINK_PORT" "$WORK/rf_minimal.yaml" \
+        || die "config/minimal.yaml changed shape; adapt write_configs"
 }
+
+# The defaults targets keep the default per-client limit (50 sessions):
+# 100 sessions from smtp-source's one address are refused there by design.
+defaults_target() { [ "$1" = rf_quick ] || [ "$1" = rf_minimal ]; }
 
 # start_target NAME: sets PID_<name> (0 for direct) and PORT_<name>.
 start_target() {
@@ -254,7 +273,13 @@ start_target() {
             "${PIN[@]}" nginx -c "$WORK/nginx.conf" > "$WORK/nginx.log" 2>&1 &
             PIDS+=($!); PID_nginx=$!; PORT_nginx=$NGINX_PORT
             wait_listen $NGINX_PORT; wait_listen $NGINX_AUTH_PORT ;;
-        replyfix|rf550|rf530|replyfix_b)
+        rf_quick)
+            port_free $RF_QUICK_PORT || die "port $RF_QUICK_PORT is taken"
+            "${PIN[@]}" "$BIN" serve --listen "127.0.0.1:$RF_QUICK_PORT" \
+                --upstream "127.0.0.1:$SINK_PORT" >> "$WORK/rf_quick.log" 2>&1 &
+            PIDS+=($!); PID_rf_quick=$!; PORT_rf_quick=$RF_QUICK_PORT
+            wait_listen $RF_QUICK_PORT ;;
+        replyfix|rf550|rf530|replyfix_b|rf_minimal)
             local port bin=$BIN; port=$(awk -F: '/address:/ { print $3 }' "$WORK/$t.yaml")
             [ "$t" = replyfix_b ] && bin=$REPLYFIX_B
             port_free "$port" || die "port $port is taken"
@@ -315,6 +340,38 @@ throughput() {
         record "cpu_$metric" "$t" "$run" "$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$count" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
     fi
     log "$metric $t run $run: $count in $(awk -v us="$secs_x1e6" 'BEGIN { printf "%.2f", us / 1e6 }') s"
+}
+
+# idle_run TARGET RUN greeting|rcpt: records idle_kib_per_session or
+# parked_kib_per_session, (VmRSS with - VmRSS before) / IDLE.
+idle_run() {
+    local t=$1 run=$2 stage=$3 metric=idle_kib_per_session
+    [ "$stage" = rcpt ] && metric=parked_kib_per_session
+    start_target "$t"
+    local pid port
+    eval "pid=\$PID_$t; port=\$PORT_$t"
+    "${PIN[@]}" python3 "$HERE/smtpclient.py" latency 127.0.0.1 "$port" 20 >/dev/null 2>>"$WORK/latency.err" || true
+    sleep 0.5
+    local before with ready=$WORK/idle.ready i
+    rm -f "$ready" "$ready.stop"
+    before=$(status_kib VmRSS "$pid")
+    "${PIN[@]}" python3 "$HERE/smtpclient.py" idle 127.0.0.1 "$port" "$IDLE" "$ready" 180 "$stage" "$IDLE_SOURCES" 2>>"$WORK/idle.err" &
+    local client=$!
+    PIDS+=($client)
+    for i in $(seq 1 1200); do [ -e "$ready" ] && break; sleep 0.1; done
+    sleep 1
+    with=$(status_kib VmRSS "$pid")
+    local ready_n; ready_n=$(cat "$ready" 2>/dev/null || echo 0)
+    touch "$ready.stop"
+    wait "$client" 2>/dev/null || true
+    if [ "$ready_n" = "$IDLE" ]; then
+        record "$metric" "$t" "$run" "$(awk -v a="$before" -v b="$with" -v n="$IDLE" 'BEGIN { printf "%.2f", (b - a) / n }')"
+        log "idle ($stage) $t run $run: RSS $before -> $with KiB"
+    else
+        log "INVALID idle ($stage) $t run $run: $ready_n of $IDLE sessions got there ($(tail -1 "$WORK/idle.err" 2>/dev/null))"
+        record invalid "$t" "$run" "idle-$stage:ready=$ready_n/$IDLE"
+    fi
+    stop_target "$t"
 }
 
 # ---------------------------------------------------------------- TLS
@@ -431,8 +488,8 @@ main() {
         echo "machine: nproc=$(nproc), CPU model \"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)\", $(awk '/MemTotal/ { printf "%.1f GiB", $2/1048576 }' /proc/meminfo), kernel $(uname -r)"
         echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "versions: replyfix $("$BIN" --version | awk '{ print $2 }') (git $(git -C "$ROOT" rev-parse --short HEAD), $rustc_v); $(haproxy -v | head -1 | awk '{ print "HAProxy", $3 }'); $(nginx -v 2>&1 | sed 's/^nginx version: //'); Postfix smtp-source/smtp-sink $(dpkg-query -W -f='${Version}' postfix 2>/dev/null || echo '?'); $(python3 --version)"
-        echo "pinning: smtp-source, smtp-sink and the target all on CPU $CPU (taskset -c $CPU); HAProxy nbthread 1; nginx 1 worker; replyfix runtime workers = available cores = 1"
-        echo "load: $MSGS messages per run (1 KiB body, 10 recipients, one session per message), $BIG_MSGS x $BIG_SIZE-byte messages, $LAT_COUNT latency transactions, $IDLE idle sessions; $RUNS runs each, interleaved; figures are medians"
+        echo "pinning: smtp-source, smtp-sink and the target all on CPU $CPU (taskset -c $CPU); HAProxy nbthread 1; nginx 1 worker; replyfix workers = available cores = 1"
+        echo "load: $MSGS messages per run (1 KiB body, 10 recipients, one session per message), $BIG_MSGS x $BIG_SIZE-byte messages, $LAT_COUNT latency transactions, $IDLE idle sessions from $IDLE_SOURCES loopback addresses (after the greeting, and parked after RCPT); $RUNS runs each, interleaved; figures are medians"
     } > "$OUT/meta.txt"
     cat "$OUT/meta.txt" >&2
 
@@ -459,6 +516,10 @@ main() {
         for i in $(seq 0 $((n - 1))); do order+=("${TARGETS[$(( (i + run - 1) % n ))]}"); done
         phase msgs && for c in "${CONCURRENCY[@]}"; do
             for t in "${order[@]}"; do
+                if [ "$c" -gt 50 ] && defaults_target "$t"; then
+                    [ "$run" = 1 ] && log "msgs_c$c $t: not run (over the default per-client limit of 50, refused by design)"
+                    continue
+                fi
                 throughput "msgs_c$c" "$t" "$run" sink mesg "$MSGS" -s "$c" -m "$MSGS" -l 1024 -r 10
             done
         done
@@ -498,34 +559,15 @@ main() {
     done
 
     # Idle sessions: a fresh instance each time, warmed with a few
-    # transactions, then IDLE sessions that read the greeting and sit.
+    # transactions, then IDLE sessions (from IDLE_SOURCES addresses) that
+    # read the greeting and sit ("greeting"), or go on to EHLO, MAIL, RCPT
+    # and sit there ("rcpt": parked, as behind a slow upstream).
     phase idle && for run in $(seq 1 "$RUNS"); do
-        for t in "${TARGETS[@]}"; do
-            [ "$t" = direct ] && continue
-            start_target "$t"
-            eval "pid=\$PID_$t; port=\$PORT_$t"
-            "${PIN[@]}" python3 "$HERE/smtpclient.py" latency 127.0.0.1 "$port" 20 >/dev/null 2>>"$WORK/latency.err" || true
-            sleep 0.5
-            local before with ready=$WORK/idle.ready
-            rm -f "$ready" "$ready.stop"
-            before=$(status_kib VmRSS "$pid")
-            "${PIN[@]}" python3 "$HERE/smtpclient.py" idle 127.0.0.1 "$port" "$IDLE" "$ready" 120 2>>"$WORK/idle.err" &
-            local client=$!
-            PIDS+=($client)
-            for i in $(seq 1 600); do [ -e "$ready" ] && break; sleep 0.1; done
-            sleep 1
-            with=$(status_kib VmRSS "$pid")
-            local greeted; greeted=$(cat "$ready" 2>/dev/null || echo 0)
-            touch "$ready.stop"
-            wait "$client" 2>/dev/null || true
-            if [ "$greeted" = "$IDLE" ]; then
-                record idle_kib_per_session "$t" "$run" "$(awk -v a="$before" -v b="$with" -v n="$IDLE" 'BEGIN { printf "%.2f", (b - a) / n }')"
-                log "idle $t run $run: RSS $before -> $with KiB"
-            else
-                log "INVALID idle $t run $run: $greeted of $IDLE sessions greeted"
-                record invalid "$t" "$run" "idle:greeted=$greeted/$IDLE"
-            fi
-            stop_target "$t"
+        for stage in greeting rcpt; do
+            for t in "${TARGETS[@]}"; do
+                [ "$t" = direct ] && continue
+                idle_run "$t" "$run" "$stage"
+            done
         done
     done
 

@@ -8,10 +8,15 @@ latency HOST PORT COUNT
     connect-to-greeting = from connect() until the whole greeting is read;
     transaction = from connect() until the reply to QUIT is read.
 
-idle HOST PORT COUNT READY_FILE HOLD_SECONDS
-    Opens COUNT sessions, reads each greeting, writes the number of sessions
-    that got a greeting to READY_FILE, then holds them open (idle) until
-    HOLD_SECONDS pass or READY_FILE.stop exists, and closes them.
+idle HOST PORT COUNT READY_FILE HOLD_SECONDS [greeting|rcpt] [SOURCES]
+    Opens COUNT sessions and reads each greeting; with `rcpt` each session
+    then sends EHLO, MAIL and RCPT (each reply read, each must be 250): the
+    state of a session waiting for a slow upstream. Writes the number of
+    sessions that got that far to READY_FILE, then holds them open (idle)
+    until HOLD_SECONDS pass or READY_FILE.stop exists, and closes them.
+    With SOURCES (IPv4 loopback only) the sessions come from 127.0.0.2,
+    127.0.0.3, ... in turn, SOURCES addresses in all, so that a per-client
+    session limit (replyfix's default: 50) is not what gets measured.
 
 tls HOST PORT COUNT starttls|implicit CAFILE
     COUNT sequential transactions over TLS, a new TLS session each (no
@@ -101,13 +106,18 @@ def latency(host, port, count):
     return 0 if len(txns) == count else 1
 
 
-def idle(host, port, count, ready_file, hold):
+# What a session parked after RCPT has sent, and the reply each must get.
+PARK_AFTER_RCPT = TRANSACTION[:3]
+
+
+def idle(host, port, count, ready_file, hold, stage="greeting", sources=0):
     socks = []
     greeted = 0
-    deadline = time.monotonic() + 60
-    for _ in range(count):
+    deadline = time.monotonic() + 120
+    for i in range(count):
+        source = (f"127.0.0.{2 + i % sources}", 0) if sources else None
         try:
-            s = socket.create_connection((host, port), timeout=TIMEOUT)
+            s = socket.create_connection((host, port), timeout=TIMEOUT, source_address=source)
         except OSError as e:
             print(f"idle: connect: {e}", file=sys.stderr)
             break
@@ -117,11 +127,18 @@ def idle(host, port, count, ready_file, hold):
             break
         try:
             s.settimeout(max(0.1, deadline - time.monotonic()))
-            code, _ = read_reply(s, b"")
-            if code == 220:
-                greeted += 1
+            code, buf = read_reply(s, b"")
+            if code != 220:
+                raise ConnectionError(f"greeting {code}")
+            if stage == "rcpt":
+                for line, want in PARK_AFTER_RCPT:
+                    s.sendall(line)
+                    code, buf = read_reply(s, buf)
+                    if code != want:
+                        raise ConnectionError(f"{line[:4]!r}: {code}")
+            greeted += 1
         except (OSError, ConnectionError) as e:
-            print(f"idle: greeting: {e}", file=sys.stderr)
+            print(f"idle: {stage}: {e}", file=sys.stderr)
     tmp = ready_file + ".tmp"
     with open(tmp, "w") as f:
         f.write(f"{greeted}\n")
@@ -180,7 +197,12 @@ def main(argv):
     if len(argv) >= 5 and argv[1] == "latency":
         return latency(argv[2], int(argv[3]), int(argv[4]))
     if len(argv) >= 7 and argv[1] == "idle":
-        return idle(argv[2], int(argv[3]), int(argv[4]), argv[5], float(argv[6]))
+        stage = argv[7] if len(argv) > 7 else "greeting"
+        sources = int(argv[8]) if len(argv) > 8 else 0
+        if stage not in ("greeting", "rcpt"):
+            print(__doc__, file=sys.stderr)
+            return 2
+        return idle(argv[2], int(argv[3]), int(argv[4]), argv[5], float(argv[6]), stage, sources)
     if len(argv) >= 7 and argv[1] == "tls":
         return tls(argv[2], int(argv[3]), int(argv[4]), argv[5], argv[6])
     print(__doc__, file=sys.stderr)

@@ -27,4 +27,5 @@ pub mod smtp;
 pub mod tls;
 pub mod transcript;
 pub mod upstream;
+pub mod workers;
 mod yaml;

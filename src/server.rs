@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -27,7 +27,6 @@ use crate::readiness::Readiness;
 use crate::rules::RuleSet;
 use crate::session::core::CoreSettings;
 use crate::session::{self, SessionContext, stop};
-use crate::smtp::ReplyLimits;
 use crate::tls::{ServerTls, UpstreamTlsContext};
 use crate::transcript::TranscriptWriter;
 
@@ -179,8 +178,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every listener. Sessions start as connections arrive.
-    pub async fn start(config: &Config, rules: RuleSet) -> Result<Server, ServeError> {
+    /// Binds every listener. Sessions start as connections arrive, on the
+    /// runtime of the worker whose listener socket accepted them: each
+    /// listener is bound once per worker (`SO_REUSEPORT`) and accepted from
+    /// on that worker ([`crate::workers`]). With no workers, everything runs
+    /// on the current runtime.
+    pub async fn start(
+        config: &Config,
+        rules: RuleSet,
+        workers: &[tokio::runtime::Handle],
+    ) -> Result<Server, ServeError> {
         let rules = Arc::new(ArcSwap::from_pointee(rules));
         let (shutdown, shutdown_rx) = watch::channel(stop::RUNNING);
         let admission = Arc::new(Admission {
@@ -249,15 +256,20 @@ impl Server {
                     source,
                 }
             })?;
-            let mut core = core_settings(config, &l.name, &upstream.name);
+            let mut core = CoreSettings::from_config(config, &l.name, &upstream.name);
             core.tls_offered = server_tls.is_some() && !l.tls.as_ref().is_some_and(|t| t.implicit);
             core.require_tls = l.tls.as_ref().is_some_and(|t| t.require_tls);
-            let listener = bind_listener(l.address).map_err(|source| ServeError::Bind {
-                name: l.name.clone(),
-                address: l.address,
-                source,
+            let sockets = bind_listeners(l.address, workers.len().max(1)).map_err(|source| {
+                ServeError::Bind {
+                    name: l.name.clone(),
+                    address: l.address,
+                    source,
+                }
             })?;
-            let bound = listener.local_addr().unwrap_or(l.address);
+            let bound = sockets
+                .first()
+                .and_then(|s| s.local_addr().ok())
+                .unwrap_or(l.address);
             addresses.push((l.name.clone(), bound));
             let ctx = Arc::new(SessionContext {
                 listener: l.name.clone(),
@@ -294,14 +306,22 @@ impl Server {
                 upstream_tls = upstream.tls.policy.as_str(),
                 "listening"
             );
-            tasks.spawn(accept_loop(
-                listener,
-                ctx,
-                proxy,
-                admission.clone(),
-                ids.clone(),
-                shutdown_rx.clone(),
-            ));
+            let failures = Arc::new(AcceptFailures::default());
+            for (i, socket) in sockets.into_iter().enumerate() {
+                let accept = accept_loop(
+                    socket,
+                    ctx.clone(),
+                    proxy.clone(),
+                    admission.clone(),
+                    ids.clone(),
+                    failures.clone(),
+                    shutdown_rx.clone(),
+                );
+                match workers.get(i) {
+                    Some(worker) => tasks.spawn_on(accept, worker),
+                    None => tasks.spawn(accept),
+                };
+            }
         }
         let admin_addr = match &config.admin {
             Some(a) => {
@@ -464,37 +484,6 @@ async fn recheck_upstreams(
     }
 }
 
-/// The core settings every session of a listener starts from.
-pub fn core_settings(config: &Config, listener: &str, upstream: &str) -> CoreSettings {
-    let l = &config.limits;
-    CoreSettings {
-        hostname: config.hostname.clone(),
-        listener: listener.to_string(),
-        upstream: upstream.to_string(),
-        client: None,
-        mode: config.mode,
-        bare_line_endings: config.bare_line_endings,
-        max_command_line: l.max_command_line,
-        max_sasl_line: l.max_sasl_line,
-        max_pipeline: l.max_pipeline,
-        max_errors: l.max_errors,
-        max_message_size: l.max_message_size,
-        max_drain: l
-            .max_message_size
-            .unwrap_or(64 * 1024 * 1024)
-            .max(1024 * 1024),
-        reply_limits: ReplyLimits {
-            max_line: l.max_reply_line,
-            max_reply: l.max_reply,
-            ..ReplyLimits::default()
-        },
-        tls_offered: false,
-        require_tls: false,
-        record: config.transcript.is_some(),
-        session_id: String::new(),
-    }
-}
-
 fn session_id_seed() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -508,30 +497,101 @@ fn session_id_seed() -> u64 {
 /// burst larger than that makes the kernel drop handshakes, so honest
 /// clients wait for a SYN retransmission (a second or more) and a client
 /// that sends nothing first is left with a connection the server never saw.
-const LISTEN_BACKLOG: u32 = 1024;
+const LISTEN_BACKLOG: i32 = 1024;
 
-/// Binds like `TcpListener::bind` (SO_REUSEADDR), with [`LISTEN_BACKLOG`].
-fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match address {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+/// `count` listening sockets on `address`, with [`LISTEN_BACKLOG`] and
+/// `SO_REUSEADDR`, as std sockets: each worker registers its own with its
+/// runtime. With more than one, they share the port through
+/// `SO_REUSEPORT`; a plain bind first claims the address, so a port that
+/// another process (another replyfix included) listens on is refused
+/// ("Address already in use") instead of silently shared, and port 0 picks
+/// one port for all of them.
+fn bind_listeners(
+    address: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    let socket = |at: SocketAddr, reuseport: bool| -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::for_address(at), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if reuseport {
+            socket.set_reuse_port(true)?;
+        }
+        socket.bind(&at.into())?;
+        Ok(socket)
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(LISTEN_BACKLOG)
+    let listen = |socket: Socket| -> std::io::Result<std::net::TcpListener> {
+        socket.listen(LISTEN_BACKLOG)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    if count <= 1 {
+        return Ok(vec![listen(socket(address, false)?)?]);
+    }
+    let at = {
+        // Bound, never listening: the check and the port, then closed.
+        let probe = socket(address, false)?;
+        probe.local_addr()?.as_socket().unwrap_or(address)
+    };
+    (0..count).map(|_| listen(socket(at, true)?)).collect()
+}
+
+/// Failed accepts on one listener, shared by its workers' accept loops, so
+/// that running out of descriptors is logged at most once a second per
+/// listener however many workers retry (each failure is still counted in
+/// `replyfix_accept_errors_total`).
+#[derive(Default)]
+struct AcceptFailures {
+    /// Failures since the last line logged.
+    unlogged: AtomicU64,
+    /// When the next line may be logged, in ms after `since`.
+    next_ms: AtomicU64,
+    since: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    /// Records one failure; returns how many to log (this one included)
+    /// when a line is due.
+    fn due(&self) -> Option<u64> {
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let now = self
+            .since
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now < next
+            || self
+                .next_ms
+                .compare_exchange(next, now + 1000, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        Some(self.unlogged.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// A listener's PROXY protocol setting: version and trusted peers.
 type ProxyIn = Option<(ProxyProtocol, Vec<ipnet::IpNet>)>;
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     ctx: Arc<SessionContext>,
     proxy: ProxyIn,
     admission: Arc<Admission>,
     ids: Arc<AtomicU64>,
+    failures: Arc<AcceptFailures>,
     mut shutdown: watch::Receiver<u8>,
 ) {
+    // Registered with the runtime this loop runs on (its worker's).
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listener = %ctx.listener, error = %e, "cannot register the listener");
+            return;
+        }
+    };
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -547,7 +607,9 @@ async fn accept_loop(
                         // EMFILE and friends: the connection stays queued in
                         // the kernel; back off instead of spinning, count it.
                         ctx.metrics.accept_error();
-                        tracing::warn!(listener = %ctx.listener, error = %e, "accept failed; retrying in 100 ms");
+                        if let Some(failures) = failures.due() {
+                            tracing::warn!(listener = %ctx.listener, error = %e, failures, "accept failed; retrying in 100 ms");
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -653,5 +715,38 @@ mod tests {
         assert!(adm.admit(b).is_err(), "total limit");
         drop(s1);
         assert!(adm.admit(a).is_ok());
+    }
+
+    #[test]
+    fn accept_failures_are_logged_once_a_second_with_the_count_r3() {
+        let f = AcceptFailures::default();
+        assert_eq!(f.due(), Some(1), "the first failure is logged");
+        for _ in 0..5 {
+            assert_eq!(f.due(), None, "within the second: counted, not logged");
+        }
+        // A second later (the deadline moved back instead of sleeping).
+        f.next_ms.store(0, Ordering::Relaxed);
+        assert_eq!(f.due(), Some(6), "the line says how many since the last");
+    }
+
+    #[test]
+    fn workers_share_one_port_and_a_taken_port_is_refused() {
+        let sockets = bind_listeners("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert!(ports.iter().all(|&p| p == ports[0] && p != 0), "{ports:?}");
+        // Another process's replyfix (or anything) on the same port.
+        let again = bind_listeners(sockets[0].local_addr().unwrap(), 3);
+        assert_eq!(
+            again.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::AddrInUse)
+        );
+        let single = bind_listeners(sockets[0].local_addr().unwrap(), 1);
+        assert_eq!(
+            single.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::AddrInUse)
+        );
     }
 }

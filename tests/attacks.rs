@@ -1209,10 +1209,11 @@ fn accept_out_of_descriptors_backs_off_counts_and_recovers_r3() {
          {cpu} CPU ticks (1/100 s) and logged {logged_in_window} accept failures"
     );
     // A spinning accept loop burns a whole core (about 200 ticks here) and
-    // logs thousands of lines.
+    // logs thousands of lines; replyfix logs once a second per listener,
+    // however many workers retry.
     assert!(cpu < 50, "accept loop spins: {cpu} ticks in {window:?}");
     assert!(
-        (5..=30).contains(&logged_in_window),
+        (1..=3).contains(&logged_in_window),
         "{logged_in_window} accept failures logged in {window:?}"
     );
     assert!(rf.exit_status().is_none(), "replyfix exited at EMFILE");

@@ -73,6 +73,18 @@ fn explain_turns_a_tls_demand_into_a_temporary_451_for_the_proxy_operator() {
         text.contains("451 4.7.0 replyfix: the upstream server demands TLS"),
         "{text}"
     );
+    // Over a TLS upstream leg (--upstream-tls) it passes unchanged.
+    let out = replyfix(&[
+        "explain",
+        "--command",
+        "mail",
+        "--upstream-tls",
+        "--json",
+        "530 5.7.0 Must issue a STARTTLS command first",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(v["changed"], false, "{v}");
+    assert_eq!(v["rule"], "starttls-required", "{v}");
 }
 
 #[test]
@@ -439,9 +451,16 @@ fn explain_after_a_successful_auth_keeps_a_530_asking_for_stronger_authenticatio
 
 // ------------------------------------------------------------ serve's own errors and warnings
 
-/// Runs `replyfix serve ARGS` until it exits or `secs` pass; returns its
-/// stderr (JSON log records and the final error line).
-fn serve_briefly(args: &[&str], secs: u64) -> (Option<std::process::ExitStatus>, String) {
+/// Runs `replyfix serve ARGS` until it exits, or until its standard error
+/// holds `until` (then it is stopped), within `secs`; returns the exit
+/// status (`None` when it was stopped) and its stderr (JSON log records and
+/// the final error line).
+fn serve_briefly(
+    args: &[&str],
+    until: &str,
+    secs: u64,
+) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::BufRead;
     let mut all = vec!["serve"];
     all.extend_from_slice(args);
     let mut child = Command::new(replyfix_bin())
@@ -451,25 +470,38 @@ fn serve_briefly(args: &[&str], secs: u64) -> (Option<std::process::ExitStatus>,
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start replyfix serve");
-    let status = poll(std::time::Duration::from_secs(secs), || {
-        child.try_wait().ok().flatten()
+    let stderr = child.stderr.take().expect("stderr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+            s.push_str(&line);
+            s.push('\n');
+        }
     });
+    let text = || seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let status = poll(std::time::Duration::from_secs(secs), || {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            return Some(Some(status));
+        }
+        (!until.is_empty() && text().contains(until)).then_some(None)
+    })
+    .flatten();
     if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    (status, err)
+    let _ = reader.join();
+    (status, text())
 }
 
 #[test]
 fn a_port_in_use_is_said_once_with_what_to_check() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
-    let (status, err) = serve_briefly(&["--listen", &addr, "--upstream", "127.0.0.1:25"], 20);
+    let (status, err) = serve_briefly(&["--listen", &addr, "--upstream", "127.0.0.1:25"], "", 60);
     assert!(status.is_some_and(|s| !s.success()), "{err}");
     let last = err.lines().last().unwrap_or_default();
     assert!(
@@ -493,7 +525,8 @@ fn a_port_in_use_is_said_once_with_what_to_check() {
             "--admin",
             &addr,
         ],
-        20,
+        "",
+        60,
     );
     assert!(status.is_some_and(|s| !s.success()), "{err}");
     let last = err.lines().last().unwrap_or_default();
@@ -515,7 +548,8 @@ fn a_missing_certificate_names_its_flag_once() {
             "--tls-key",
             "/nonexistent/key.pem",
         ],
-        20,
+        "",
+        60,
     );
     assert!(status.is_some_and(|s| !s.success()), "{err}");
     let last = err.lines().last().unwrap_or_default();
@@ -539,7 +573,8 @@ fn serve_logs_every_configuration_warning_at_start() {
             "--admin",
             &admin,
         ],
-        3,
+        "\"message\":\"listening\"",
+        60,
     );
     assert!(status.is_none(), "serve exited: {err}");
     let records: Vec<serde_json::Value> = err

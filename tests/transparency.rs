@@ -430,11 +430,18 @@ const MESSAGE: &[u8] =
     b"From: <s@example.test>\r\nSubject: transparency\r\n\r\nbody\r\n..stuffed dot\r\n\r\n.\r\n";
 
 fn table() -> Vec<Case> {
-    let many_rcpts: Vec<String> = (0..5_000)
+    // 1,000 accepted and 1,000 "452 too many recipients": Postfix's
+    // smtpd_recipient_overshoot_limit (1,000). Past it each RCPT counts as
+    // an error and Postfix closes at the hard error limit with thousands of
+    // our lines unread, which resets the connection: whether the client
+    // reads the last replies before the reset is then a race, straight or
+    // through replyfix alike. The hard limit has its own case above.
+    let many_rcpts: Vec<String> = (0..2_000)
         .map(|i| format!("RCPT TO:<u{i}@accepted.test>"))
         .collect();
     let mut bulk = vec!["MAIL FROM:<bulk@example.test>".to_string()];
     bulk.extend(many_rcpts);
+    bulk.push("RSET".to_string());
     vec![
         Case {
             name: "lock-step delivery",
@@ -575,7 +582,7 @@ fn table() -> Vec<Case> {
             differs: None,
         },
         Case {
-            name: "5,000 pipelined RCPTs against smtpd_recipient_limit = 1000",
+            name: "2,000 pipelined RCPTs against smtpd_recipient_limit = 1000",
             steps: vec![g(&["EHLO client.test"]), Step::Group(bulk)],
             differs: None,
         },

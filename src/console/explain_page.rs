@@ -387,7 +387,7 @@ fn bounce_verdict(
         body,
         "<section class=\"verdict\" id=\"verdict\"><h2>Verdict</h2>\
          <p id=\"bounce-summary\">A {} bounce with {} failed recipient(s).</p>",
-        esc(bounce.style.as_str()),
+        esc(bounce.style),
         reports.len()
     );
     if reports.is_empty() {
@@ -410,11 +410,32 @@ fn recipient(body: &mut String, report: &RecipientReport) {
         "<h3 class=\"mono recipient\">{}</h3><dl>",
         network(rc.recipient.as_bytes(), 320)
     );
+    let reason = match report.accurate_reason {
+        Some(a) if a != rc.reason => format!("{} (after the rules: {a})", rc.reason),
+        _ => rc.reason.to_string(),
+    };
+    let _ = write!(
+        body,
+        "<dt>Reason</dt><dd class=\"reason\">{}</dd>",
+        esc(&reason)
+    );
     if let Some(m) = &rc.remote_mta {
         let _ = write!(
             body,
             "<dt>Remote server</dt><dd class=\"mono\">{}</dd>",
             network(m.as_bytes(), 255)
+        );
+    }
+    if rc.status.is_some() || rc.action.is_some() {
+        let _ = write!(
+            body,
+            "<dt>Status</dt><dd class=\"mono\">{}{}</dd>",
+            rc.status
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |s| network(s.as_bytes(), 64)),
+            rc.action
+                .as_deref()
+                .map_or_else(String::new, |a| format!(" ({})", network(a.as_bytes(), 64)))
         );
     }
     let how = if rc.context_known {
@@ -452,12 +473,9 @@ fn recipient(body: &mut String, report: &RecipientReport) {
                 .map_or_else(|| "none".to_string(), |d| network(d.as_bytes(), 1024));
             let _ = write!(
                 body,
-                "<dt>Original reply</dt><dd>no SMTP reply in the bounce; status {}, diagnostic: \
+                "<dt>Original reply</dt><dd>no SMTP reply in the bounce; diagnostic: \
                  <span class=\"mono\">{d}</span></dd>\
                  <dt>What it means</dt><dd class=\"meaning\">{}</dd>",
-                rc.status
-                    .as_deref()
-                    .map_or_else(|| "none".to_string(), |s| network(s.as_bytes(), 64)),
                 esc(report.advice.meaning),
             );
         }
@@ -554,6 +572,32 @@ mod tests {
         assert!(page_for("command=nonsense&text=530+x").contains("id=\"form-error\""));
         assert!(page_for("recipients_accepted=-1&text=530+x").contains("recipients_accepted"));
         assert!(page_for("kind=reply&text=hello").contains("not a reply"));
+    }
+
+    #[test]
+    fn a_bounce_is_explained_per_recipient_as_explain_dsn_does() {
+        let bounce = "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail Returned to Sender\r\nContent-Type: text/plain\r\n\r\nThis is the mail system at host mx.example.net.\r\n\r\n<typo@example.org>: host mail.example.org[192.0.2.25] said: 530 5.7.1 <b>User</b>\r\n    unknown in virtual mailbox table (in reply to RCPT TO command)\r\n";
+        let page = page_for(&format!(
+            "kind=bounce&text={}",
+            crate::console::form::encode(bounce)
+        ));
+        let rules = RuleSet::builtin();
+        let parsed = dsn::parse_bounce(bounce.as_bytes()).unwrap();
+        let reports = dsn::explain_bounce(&rules, &parsed, &SessionFacts::new(CommandKind::Other));
+        assert_eq!(reports.len(), 1);
+        let r = &reports[0];
+        assert!(page.contains("typo@example.org"), "{page}");
+        assert!(page.contains(&esc(r.advice.meaning)), "{page}");
+        assert!(page.contains(&esc(r.advice.action)), "{page}");
+        let e = r.explanation.as_ref().expect("the bounce quotes a reply");
+        assert!(page.contains(&decision(&e.verdict)), "{page}");
+        assert!(page.contains(&reply_lines(e.client_sees().raw())), "{page}");
+        assert!(
+            page.contains(&esc(&r.recipient.reason.to_string())),
+            "{page}"
+        );
+        assert!(page.contains("&lt;b&gt;User&lt;/b&gt;"), "{page}");
+        assert!(!page.contains("<b>User"), "{page}");
     }
 
     #[test]

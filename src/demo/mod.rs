@@ -191,7 +191,7 @@ impl Demo {
         let upstream = SampleUpstream::start().await.map_err(DemoError::Upstream)?;
         let config = Config::quick(vec![listen], vec![upstream.addr.to_string()])
             .map_err(|e| DemoError::Config(e.to_string()))?;
-        let server = Server::start(&config, RuleSet::builtin()).await?;
+        let server = Server::start(&config, RuleSet::builtin(), &[]).await?;
         let addr = server
             .addresses
             .first()

@@ -6,6 +6,7 @@
 //! 3463 subject and detail), else from the reply class. It never reads the
 //! reply text: what the text means is the rules' decision, made once.
 
+use super::bounce::Reason;
 use crate::rules::Verdict;
 use crate::smtp::{EnhancedCode, Reply};
 
@@ -45,6 +46,70 @@ pub fn advise_status(status: Option<&str>) -> Advice {
             "Read the bounce text; the rules judge SMTP replies only.",
         ),
     }
+}
+
+/// Advice for a bounce without an SMTP reply: from the decided reason
+/// (see `docs/debugging-bounces.md`), else from the RFC 3464 `Status`.
+pub fn advise_reason(reason: Reason, status: Option<&str>) -> Advice {
+    by_reason(reason).unwrap_or_else(|| advise_status(status))
+}
+
+fn by_reason(reason: Reason) -> Option<Advice> {
+    Some(match reason {
+        Reason::Expired => a(
+            "The sending server kept retrying and gave up (or is still retrying): the receiving server was unreachable or kept deferring.",
+            "Check that the recipient's domain has working MX hosts; resend once it is reachable.",
+        ),
+        Reason::NetworkError => a(
+            "Delivery failed on the network or in DNS, not at the recipient's mailbox.",
+            "The sending server's operator should check DNS, MX records and connectivity to the recipient's servers.",
+        ),
+        Reason::HostUnknown => a(
+            "The recipient's domain does not exist or accepts no mail.",
+            "Check the domain part of the recipient address for typos.",
+        ),
+        Reason::NotAccept => a(
+            "The recipient's domain does not accept mail (no usable MX host, or a null MX).",
+            "Check the domain part of the recipient address; the domain may not receive mail at all.",
+        ),
+        Reason::UserUnknown => a(
+            "The recipient's mailbox does not exist.",
+            "Check the recipient address for typos and ask the recipient for a working one.",
+        ),
+        Reason::MailboxFull => a(
+            "The recipient's mailbox is full.",
+            "Tell the recipient by another channel, or resend later once they have made room.",
+        ),
+        Reason::Suspend => a(
+            "The recipient's account is disabled or suspended.",
+            "Reach the recipient another way; the address may be abandoned.",
+        ),
+        Reason::MailerError => a(
+            "A local delivery program on the recipient's server failed.",
+            "Tell the recipient's mail administrator; retrying unchanged may fail the same way.",
+        ),
+        Reason::SystemError | Reason::SystemFull => a(
+            "The receiving mail system failed or is out of resources.",
+            "Resend later; if it persists, tell the recipient's mail administrator.",
+        ),
+        Reason::Delivered => a(
+            "Not a failure: the report says the message was delivered.",
+            "Nothing to do.",
+        ),
+        Reason::Feedback => a(
+            "Not a failure: a recipient (or their provider) reported the message as unwanted.",
+            "Stop sending to this recipient, and review how the address was subscribed.",
+        ),
+        Reason::Vacation => a(
+            "Not a failure: an automatic reply (out of office).",
+            "Nothing to do; the message was delivered.",
+        ),
+        Reason::Suppressed => a(
+            "The sending service did not try: the address is on its suppression list after earlier bounces or complaints.",
+            "Remove the address from the suppression list only if you know it works again.",
+        ),
+        _ => return None,
+    })
 }
 
 fn by_rule(rule: &str) -> Option<Advice> {

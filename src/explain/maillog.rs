@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 
 use super::dsn::{accurate_code, one_line};
 use super::extract::{context_from_words, reply_from_quoted};
+use super::table::counts;
 use super::topk::TopK;
 use super::{Explanation, explain};
 use crate::rules::{Action, RuleSet, SessionFacts};
@@ -476,23 +477,6 @@ struct SummaryDisplay<'a> {
     top: usize,
 }
 
-fn table<K: fmt::Display>(
-    f: &mut fmt::Formatter<'_>,
-    title: &str,
-    rows: impl Iterator<Item = (K, u64)>,
-) -> fmt::Result {
-    let mut rows: Vec<(String, u64)> = rows.map(|(k, v)| (k.to_string(), v)).collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    writeln!(f, "{title}")?;
-    if rows.is_empty() {
-        writeln!(f, "  (none)")?;
-    }
-    for (k, v) in rows {
-        writeln!(f, "  {v:>10}  {k}")?;
-    }
-    Ok(())
-}
-
 impl fmt::Display for SummaryDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.s;
@@ -501,15 +485,15 @@ impl fmt::Display for SummaryDisplay<'_> {
             "summary: {} lines, {} remote replies, {} changed by the rules, {} misused 530s",
             s.lines, s.replies, s.changed, s.misused_530
         )?;
-        table(f, "by MTA:", s.by_source.iter().map(|(k, v)| (k, *v)))?;
-        table(f, "by context:", s.by_context.iter().map(|(k, v)| (k, *v)))?;
-        table(
+        counts(f, "by MTA:", s.by_source.iter().map(|(k, v)| (k, *v)))?;
+        counts(f, "by context:", s.by_context.iter().map(|(k, v)| (k, *v)))?;
+        counts(
             f,
             "by original code:",
             s.by_original_code.iter().map(|(k, v)| (k, *v)),
         )?;
-        table(f, "by rule:", s.by_rule.iter().map(|(k, v)| (k, *v)))?;
-        table(
+        counts(f, "by rule:", s.by_rule.iter().map(|(k, v)| (k, *v)))?;
+        counts(
             f,
             "by accurate code:",
             s.by_accurate_code.iter().map(|(k, v)| (k, *v)),

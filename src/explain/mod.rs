@@ -9,14 +9,16 @@
 //! hand it bytes or readers.
 //!
 //! Submodules read what people already have when a bounce puzzles them:
-//! [`dsn`] bounce messages, [`maillog`] MTA logs (streamed, bounded
+//! [`dsn`] bounce messages (read by [`bounce`]), [`maillog`] MTA logs (streamed, bounded
 //! memory), [`transcript`] sessions recorded by the proxy and replayed
 //! against candidate rules; [`advice`] turns a verdict into plain words.
 
 pub mod advice;
+pub mod bounce;
 pub mod dsn;
 pub mod extract;
 pub mod maillog;
+mod table;
 pub mod topk;
 pub mod transcript;
 

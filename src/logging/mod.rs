@@ -5,6 +5,7 @@
 //! formats what the session driver hands it, already escaped (L4).
 
 pub mod batch;
+pub mod json;
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -84,7 +85,7 @@ pub fn init(logging: &Logging, format_override: Option<LogFormat>) -> FlushGuard
         .with_ansi(!json && std::io::stderr().is_terminal())
         .with_writer(writer);
     let result = if json {
-        builder.json().flatten_event(true).try_init()
+        builder.event_format(json::JsonRecords).try_init()
     } else {
         builder.fmt_fields(QuotedFields).try_init()
     };

@@ -210,7 +210,14 @@ fn compile_when(node: &Node, d: &mut Diags<'_>) -> Option<When> {
                 .size_limit(1 << 20)
                 .build()
             {
-                Ok(re) => w.text = Some(re),
+                Ok(re) => {
+                    w.text = Some(re);
+                    w.text_pattern = Some(if case_sensitive {
+                        format!("(?:{pattern})")
+                    } else {
+                        format!("(?i:{pattern})")
+                    });
+                }
                 Err(e) => d.error(
                     n,
                     "when.text",

@@ -10,6 +10,8 @@
 
 use std::cell::RefCell;
 
+use regex::{RegexSet, SetMatches};
+
 use super::model::{
     CodeSet, MATCH_TEXT_CAP, MAX_REPLY_LINE, Piece, Rule, Template, Then, When, is_protected,
 };
@@ -22,9 +24,15 @@ thread_local! {
 
 /// The first of `rules` that matches decides; `codes` are the codes any of
 /// them can match (W6: the fast path).
+///
+/// `texts` holds every rule's `text` in one [`RegexSet`]: the first rule
+/// whose other conditions hold and that has a `text` matches the reply text
+/// against the whole set once, and every later rule reads its answer from
+/// that (one pass instead of one per rule).
 pub(super) fn judge(
     rules: &[Rule],
     codes: &CodeSet,
+    texts: Option<&RegexSet>,
     reply: &Reply,
     facts: &SessionFacts<'_>,
 ) -> Verdict {
@@ -37,6 +45,7 @@ pub(super) fn judge(
         // Not re-entrant: nothing called below judges again.
         let mut text = cell.borrow_mut();
         let mut built = false;
+        let mut matched: Option<SetMatches> = None;
         for rule in rules {
             // Defensive: validation already keeps rewriting rules off these
             // codes (W2).
@@ -52,7 +61,13 @@ pub(super) fn judge(
                     reply.text_for_matching(&mut text, MATCH_TEXT_CAP);
                     built = true;
                 }
-                if !re.is_match(&text) {
+                let hit = match (texts, rule.when.text_slot) {
+                    (Some(set), Some(slot)) => matched
+                        .get_or_insert_with(|| set.matches(&text))
+                        .matched(slot),
+                    _ => re.is_match(&text),
+                };
+                if !hit {
                     continue;
                 }
             }

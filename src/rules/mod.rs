@@ -57,6 +57,9 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// Reply codes at least one rule can match (W6 fast path).
     codes: CodeSet,
+    /// Every rule's `text` pattern in one set, matched in one pass over a
+    /// reply's text (W6), in rule order: `When::text_slot` indexes it.
+    texts: Option<regex::RegexSet>,
     version: String,
 }
 
@@ -136,7 +139,7 @@ impl RuleSet {
     /// without looking at its text (W6). A 2xx, 3xx or `421` reply is never
     /// rewritten, even if a rule slipped through validation (W2).
     pub fn judge(&self, reply: &Reply, facts: &SessionFacts<'_>) -> Verdict {
-        judge::judge(&self.rules, &self.codes, reply, facts)
+        judge::judge(&self.rules, &self.codes, self.texts.as_ref(), reply, facts)
     }
 
     /// Runs every rule's `examples:` (for `replyfix test-rules`).
@@ -215,15 +218,47 @@ fn load_sources(sources: &[(String, String)], prefix: &str) -> Result<Loaded, Ru
     for r in &rules {
         codes.union_with(&r.when.code_set());
     }
+    let texts = text_set(&mut rules);
     let version = format!("{prefix}-{}", digest(sources));
     Ok(Loaded {
         rules: RuleSet {
             rules,
             codes,
+            texts,
             version,
         },
         warnings,
     })
+}
+
+/// One [`regex::RegexSet`] of every rule's `text`, each rule told its slot.
+/// Every pattern compiled alone already (within its own size limit), so the
+/// union can only fail on size: then judging falls back to rule by rule.
+fn text_set(rules: &mut [Rule]) -> Option<regex::RegexSet> {
+    let mut patterns = Vec::new();
+    for r in rules.iter_mut() {
+        if let Some(p) = &r.when.text_pattern {
+            r.when.text_slot = Some(patterns.len());
+            patterns.push(p.clone());
+        }
+    }
+    if patterns.is_empty() {
+        return None;
+    }
+    let set = regex::RegexSetBuilder::new(&patterns)
+        .size_limit(64 << 20)
+        // The union's lazy DFA thrashes under the default 2 MiB cache
+        // (judging then takes 100x longer); the cache grows only as
+        // states are visited, per thread.
+        .dfa_size_limit(8 << 20)
+        .build()
+        .ok();
+    if set.is_none() {
+        for r in rules.iter_mut() {
+            r.when.text_slot = None;
+        }
+    }
+    set
 }
 
 /// 48 bits of FNV-1a over the sources' names and texts, as 12 hex digits.

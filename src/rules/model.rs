@@ -146,6 +146,11 @@ pub(crate) struct When {
     pub codes: Option<CodeSet>,
     pub enhanced: Option<Vec<EnhancedPattern>>,
     pub text: Option<Regex>,
+    /// The `text` pattern with its case flag inline (`(?i:...)`), for the
+    /// rule set's one-pass [`regex::RegexSet`].
+    pub text_pattern: Option<String>,
+    /// This rule's index in that set (assigned when the set is built).
+    pub text_slot: Option<usize>,
     /// Bit set of [`CommandKind::bit`].
     pub commands: Option<u16>,
     pub client_tls: Option<bool>,

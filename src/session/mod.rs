@@ -97,7 +97,7 @@ pub async fn run(
     local: SocketAddr,
     ctx: Arc<SessionContext>,
     id: String,
-    mut shutdown: watch::Receiver<u8>,
+    shutdown: watch::Receiver<u8>,
 ) {
     let started = Instant::now();
     ctx.metrics.session_started(&ctx.listener);
@@ -217,6 +217,9 @@ pub async fn run(
     // slowly its bytes trickle in.
     let mut partial_since: Option<Instant> = None;
     let mut shutting_down = *shutdown.borrow() != stop::RUNNING;
+    // One wait for the server's next stop signal, kept across loop turns
+    // (a `changed()` made every turn registers a waiter every turn).
+    let mut next_signal: StopWait = Box::pin(next_stop(shutdown));
     // One timer for every deadline (F3, R3): armed at or before the earliest
     // deadline that applies. A deadline that moves later (every client read
     // moves the idle deadline) does not re-arm it; when it fires early it is
@@ -229,7 +232,7 @@ pub async fn run(
         // core's buffers.
         let up = core.to_upstream().len();
         if up > 0 && upstream.is_open() {
-            let res = timeout(
+            let res = within(
                 ctx.timeouts.upstream_reply,
                 upstream.write_all(core.to_upstream()),
             )
@@ -245,7 +248,7 @@ pub async fn run(
         }
         let out = core.to_client().len();
         if out > 0 {
-            let res = timeout(ctx.timeouts.client_idle, client.write_all(core.to_client())).await;
+            let res = within(ctx.timeouts.client_idle, client.write_all(core.to_client())).await;
             core.consume_to_client();
             stats.to_client += out as u64;
             if !matches!(res, Ok(Ok(()))) {
@@ -326,13 +329,15 @@ pub async fn run(
         // 3. Wait for the first thing to happen.
         tokio::select! {
             biased;
-            changed = shutdown.changed() => {
-                let now = *shutdown.borrow();
-                if changed.is_err() || now == stop::FORCE {
-                    // The drain deadline passed (or the server is gone).
+            (now, rx) = &mut next_signal => {
+                if now == stop::FORCE {
+                    // The drain deadline passed (or the server is gone):
+                    // nothing more to wait for.
                     guard(&mut core, |c| c.shutdown());
-                } else if now == stop::DRAIN {
-                    shutting_down = true;
+                    next_signal = Box::pin(std::future::pending());
+                } else {
+                    shutting_down |= now == stop::DRAIN;
+                    next_signal = Box::pin(next_stop(rx));
                 }
             }
             r = upstream.read_some(), if read_upstream => {
@@ -392,6 +397,35 @@ pub async fn run(
     end(
         &ctx, &id, peer, &server, &core, &stats, &tls, reason, started,
     );
+}
+
+/// `fut` within `limit` (`Err` past it), like `tokio::time::timeout`, but a
+/// future that is ready at once (a write the socket takes whole, the usual
+/// case) costs no timer: the deadline is armed only when it has to wait.
+async fn within<F: std::future::Future>(
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(out) => Ok(out),
+        std::task::Poll::Pending => timeout(limit, fut).await,
+    }
+}
+
+/// The wait for the server's next stop signal ([`stop`]).
+type StopWait =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (u8, watch::Receiver<u8>)> + Send>>;
+
+/// The server's next stop signal (`FORCE` when the server is gone), with
+/// the receiver back for the one after.
+async fn next_stop(mut rx: watch::Receiver<u8>) -> (u8, watch::Receiver<u8>) {
+    let now = match rx.changed().await {
+        Ok(()) => *rx.borrow(),
+        Err(_) => stop::FORCE,
+    };
+    (now, rx)
 }
 
 fn reply_timeout(ctx: &SessionContext, wait: UpstreamWait) -> Duration {
@@ -604,7 +638,7 @@ mod tests {
             upstream,
             timeouts: config.timeouts.clone(),
             limits: config.limits.clone(),
-            core: Arc::new(crate::server::core_settings(&config, "t", "t")),
+            core: Arc::new(CoreSettings::from_config(&config, "t", "t")),
             rules: Arc::new(ArcSwap::from_pointee(RuleSet::builtin())),
             addresses: AddressLog::new(config.logging.log_addresses, None),
             server_tls: None,

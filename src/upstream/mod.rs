@@ -154,6 +154,10 @@ async fn establish_tls(
                 continue;
             }
         };
+        if tls.policy == TlsPolicy::None && !probe {
+            // No EHLO of replyfix's own: nothing more to set up.
+            return Ok(plain(tcp, server, Vec::new()));
+        }
         let literal = helo_name.is_none().then(|| address_literal(&tcp));
         let helo = helo_name.or(literal.as_deref()).unwrap_or("localhost");
         match tls.policy {

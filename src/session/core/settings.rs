@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::{BareLineEndings, Mode};
+use crate::config::{BareLineEndings, Config, Mode};
 use crate::smtp::ReplyLimits;
 
 /// What the core needs to know of its listener, upstream and limits.
@@ -44,6 +44,39 @@ pub struct CoreSettings {
 }
 
 impl CoreSettings {
+    /// The settings every session of `listener` (relaying to `upstream`)
+    /// starts from; the listener's TLS facts (`tls_offered`,
+    /// `require_tls`) are the caller's to set.
+    pub fn from_config(config: &Config, listener: &str, upstream: &str) -> CoreSettings {
+        let l = &config.limits;
+        CoreSettings {
+            hostname: config.hostname.clone(),
+            listener: listener.to_string(),
+            upstream: upstream.to_string(),
+            client: None,
+            mode: config.mode,
+            bare_line_endings: config.bare_line_endings,
+            max_command_line: l.max_command_line,
+            max_sasl_line: l.max_sasl_line,
+            max_pipeline: l.max_pipeline,
+            max_errors: l.max_errors,
+            max_message_size: l.max_message_size,
+            max_drain: l
+                .max_message_size
+                .unwrap_or(64 * 1024 * 1024)
+                .max(1024 * 1024),
+            reply_limits: ReplyLimits {
+                max_line: l.max_reply_line,
+                max_reply: l.max_reply,
+                ..ReplyLimits::default()
+            },
+            tls_offered: false,
+            require_tls: false,
+            record: config.transcript.is_some(),
+            session_id: String::new(),
+        }
+    }
+
     /// Defaults suitable for tests: limits as in the default configuration.
     pub fn for_tests() -> Self {
         CoreSettings {
