@@ -298,7 +298,7 @@ impl Server {
             });
             let proxy = l
                 .proxy_protocol
-                .map(|version| (version, l.trusted_proxies.clone()));
+                .map(|version| Arc::new((version, l.trusted_proxies.clone())));
             tracing::info!(
                 listener = %l.name,
                 address = %bound,
@@ -573,7 +573,7 @@ impl AcceptFailures {
 }
 
 /// A listener's PROXY protocol setting: version and trusted peers.
-type ProxyIn = Option<(ProxyProtocol, Vec<ipnet::IpNet>)>;
+type ProxyIn = Option<Arc<(ProxyProtocol, Vec<ipnet::IpNet>)>>;
 
 async fn accept_loop(
     listener: std::net::TcpListener,
@@ -617,9 +617,9 @@ async fn accept_loop(
                 let (ctx, admission, rx, proxy) =
                     (ctx.clone(), admission.clone(), shutdown.clone(), proxy.clone());
                 let id = format!("{:x}", ids.fetch_add(1, Ordering::Relaxed));
-                sessions.spawn(async move {
-                    admit_and_run(stream, peer, ctx, admission, proxy, id, rx).await;
-                });
+                // The session's future itself, not one wrapping it: a
+                // wrapper would keep its own copy of every argument.
+                sessions.spawn(admit_and_run(stream, peer, ctx, admission, proxy, id, rx));
                 // Reap finished sessions so the set stays small.
                 while sessions.try_join_next().is_some() {}
             }
@@ -633,7 +633,12 @@ async fn accept_loop(
 /// Reads the PROXY header when the listener expects one (the real client
 /// address then counts for limits, rules and logs), applies the session
 /// limits (R3), and runs the session.
-async fn admit_and_run(
+///
+/// A plain `fn` returning the future (not an `async fn`), and the PROXY
+/// header read boxed: every idle session holds this future, and an `async
+/// fn` keeps a second copy of its arguments in it.
+#[allow(clippy::manual_async_fn)] // on purpose, see above
+fn admit_and_run(
     mut stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<SessionContext>,
@@ -641,38 +646,42 @@ async fn admit_and_run(
     proxy: ProxyIn,
     id: String,
     shutdown: watch::Receiver<u8>,
-) {
-    let local = stream.local_addr().unwrap_or(peer);
-    let client = match &proxy {
-        None => peer,
-        Some((version, trusted)) => {
-            let deadline = ctx.timeouts.tls_handshake;
-            match crate::proxy::read_header(&mut stream, peer, *version, trusted, deadline).await {
-                Ok(client) => client,
-                Err(e) => {
-                    ctx.metrics.refused(match e {
-                        crate::proxy::ProxyError::Untrusted(_) => Refusal::UntrustedProxy,
-                        _ => Refusal::BadProxyHeader,
-                    });
-                    tracing::info!(peer = %peer, reason = e.reason(), error = %e, "connection refused");
-                    return;
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let local = stream.local_addr().unwrap_or(peer);
+        let client = match proxy.as_deref() {
+            None => peer,
+            Some((version, trusted)) => {
+                let deadline = ctx.timeouts.tls_handshake;
+                let read =
+                    crate::proxy::read_header(&mut stream, peer, *version, trusted, deadline);
+                match Box::pin(read).await {
+                    Ok(client) => client,
+                    Err(e) => {
+                        ctx.metrics.refused(match e {
+                            crate::proxy::ProxyError::Untrusted(_) => Refusal::UntrustedProxy,
+                            _ => Refusal::BadProxyHeader,
+                        });
+                        tracing::info!(peer = %peer, reason = e.reason(), error = %e, "connection refused");
+                        return;
+                    }
                 }
             }
-        }
-    };
-    match admission.admit(client.ip()) {
-        Ok(slot) => {
-            session::run(stream, client, local, ctx, id, shutdown).await;
-            drop(slot);
-        }
-        Err(why) => {
-            ctx.metrics.refused(why);
-            let text = match why {
-                Refusal::TooManyPerClient => "too many sessions from your address",
-                _ => "too many sessions",
-            };
-            tracing::info!(client = %client, reason = text, "connection refused");
-            refuse(stream, ctx.core.hostname.clone(), text).await;
+        };
+        match admission.admit(client.ip()) {
+            Ok(slot) => {
+                session::run(stream, client, local, ctx, id, shutdown).await;
+                drop(slot);
+            }
+            Err(why) => {
+                ctx.metrics.refused(why);
+                let text = match why {
+                    Refusal::TooManyPerClient => "too many sessions from your address",
+                    _ => "too many sessions",
+                };
+                tracing::info!(client = %client, reason = text, "connection refused");
+                Box::pin(refuse(stream, ctx.core.hostname.clone(), text)).await;
+            }
         }
     }
 }

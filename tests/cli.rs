@@ -70,7 +70,7 @@ fn explain_turns_a_tls_demand_into_a_temporary_451_for_the_proxy_operator() {
         "{text}"
     );
     assert!(
-        text.contains("451 4.7.0 replyfix: the upstream server demands TLS"),
+        text.contains("451 4.7.0 replyfix: the server said 530: it demands TLS"),
         "{text}"
     );
     // Over a TLS upstream leg (--upstream-tls) it passes unchanged.

@@ -1,12 +1,13 @@
-//! The commands the README and docs/rules.md show, run against the binary.
+//! The commands the README and the docs show, run against the binary.
 //!
-//! Every command line in their shell blocks (```` ```sh ````) must be in
+//! Every command line in the README's and docs/rules.md's shell blocks (```` ```sh ````) must be in
 //! [`EXPECTED`], with the lines its output must contain (outputs that can
 //! drift are checked for their key lines only); a command shown there and
 //! not listed here fails the test, so the docs cannot show a command nobody
 //! ran. Commands that install or run the whole suite are listed as not run,
 //! with the reason; `serve` and `demo` are run the way a reader would, on
-//! free loopback ports, and stopped.
+//! free loopback ports, and stopped. The commands docs/debugging-bounces.md
+//! shows are run with their whole output compared to the page.
 
 mod common;
 
@@ -56,7 +57,7 @@ const EXPECTED: &[(&str, Expect)] = &[
     ),
     (
         "replyfix explain --command mail \"530 5.7.0 Must issue a STARTTLS command first\"",
-        Expect::Prints(&["451 4.7.0 replyfix: the upstream server demands TLS"]),
+        Expect::Prints(&["451 4.7.0 replyfix: the server said 530: it demands TLS"]),
     ),
     (
         "replyfix explain --command auth \"530 5.7.8 Error: authentication failed: bad user name or password\"",
@@ -306,4 +307,72 @@ fn the_example_configuration_shows_every_documented_key() {
         );
     }
     assert!(documented > 40, "only {documented} keys found in the docs");
+}
+
+/// The commands docs/debugging-bounces.md shows (`$ replyfix ...` in its
+/// code blocks, `\` continuations joined), each with the output printed
+/// under it: run through bash as a reader would (its brace expansion
+/// included), the output must be exactly what the page shows, but for the
+/// rules' version digest, which changes with every rule edit.
+#[test]
+fn the_outputs_the_bounce_debugging_guide_shows_are_what_replyfix_prints() {
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/debugging-bounces.md"),
+    )
+    .expect("docs/debugging-bounces.md");
+    let lines: Vec<&str> = page.lines().collect();
+    let digest = regex::Regex::new(r"builtin-[0-9a-f]{12}").unwrap();
+    let normal = |text: &str| -> Vec<String> {
+        let text = digest.replace_all(text, "builtin-<digest>");
+        let mut out: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
+        while out.last().is_some_and(|l| l.is_empty()) {
+            out.pop();
+        }
+        out
+    };
+    let mut i = 0;
+    let mut ran = 0;
+    while i < lines.len() {
+        let Some(first) = lines[i].strip_prefix("$ replyfix ") else {
+            i += 1;
+            continue;
+        };
+        let mut command = first.to_string();
+        i += 1;
+        while let Some(head) = command.strip_suffix('\\') {
+            command = format!("{head} {}", lines[i].trim());
+            i += 1;
+        }
+        let start = i;
+        while i < lines.len() && !lines[i].starts_with("```") && !lines[i].starts_with("$ ") {
+            i += 1;
+        }
+        let shown = normal(&lines[start..i].join("\n"));
+        let mut bash = Command::new("bash");
+        bash.arg("-c")
+            .arg(format!("\"$REPLYFIX\" {command}"))
+            .env("REPLYFIX", replyfix_bin())
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        let out = run_bounded(&mut bash, Duration::from_secs(120));
+        let printed = normal(&String::from_utf8_lossy(&out.stdout));
+        if printed != shown {
+            let at = printed
+                .iter()
+                .zip(&shown)
+                .position(|(a, b)| a != b)
+                .unwrap_or(printed.len().min(shown.len()));
+            panic!(
+                "docs/debugging-bounces.md shows `replyfix {command}` printing something else \
+                 from its line {}:\n  page: {:?}\n  real: {:?}\n(update the page)",
+                at + 1,
+                shown.get(at),
+                printed.get(at)
+            );
+        }
+        ran += 1;
+    }
+    assert!(
+        ran >= 5,
+        "only {ran} commands found in docs/debugging-bounces.md"
+    );
 }

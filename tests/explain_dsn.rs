@@ -700,3 +700,250 @@ proptest::proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------ replyfix's own rewrites
+
+/// The bounce a real Postfix sent its user when it relayed through
+/// replyfix (tests/postfix.rs makes it): the upstream's "configuration
+/// error" 530 for `nobody@demo.test`, after `alice@demo.test` was accepted,
+/// reached Postfix as replyfix's `550 5.1.1` with its annotation line.
+/// Read back: the server said 530, rule
+/// `config-error-after-accepted-recipient` remapped it, and why.
+#[test]
+fn a_real_postfix_bounce_through_replyfix_says_the_server_said_530_and_which_rule_remapped_it() {
+    let (style, got) = reports("replyfix-egress-via-replyfix.eml");
+    assert_eq!(style, "postfix");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let r = &got[0];
+    assert_eq!(r.recipient.recipient, "nobody@demo.test");
+    assert_eq!(r.recipient.context, CommandKind::Rcpt);
+    assert_eq!(r.recipient.status.as_deref(), Some("5.1.1"));
+    let e = r.explanation.as_ref().expect("a reply");
+    let back = e
+        .rewritten
+        .as_ref()
+        .expect("replyfix's annotation is read back");
+    assert_eq!(back.server_code.map(|c| c.get()), Some(530));
+    assert_eq!(
+        back.rule.as_deref(),
+        Some("config-error-after-accepted-recipient")
+    );
+    assert_eq!(back.action, Some(replyfix::rules::Action::Remap));
+    assert!(e.remapped());
+    // What the server sent, rebuilt: the sample upstream's own words.
+    let server = back.server_reply.as_ref().expect("the server's reply");
+    assert_eq!(
+        String::from_utf8_lossy(server.raw()),
+        format!("{}\r\n", replyfix::demo::upstream::CONFIG_ERROR_530)
+    );
+    // The bounce cannot say another recipient was accepted; the rule needs
+    // it, so the proxy saw it.
+    assert_eq!(back.seen.recipients_accepted, Some(1));
+    assert!(
+        back.why
+            .as_deref()
+            .is_some_and(|w| w.contains("after another recipient"))
+    );
+    assert_eq!(
+        replyfix::explain::dsn::accurate_code(e.client_sees()),
+        "550 5.1.1"
+    );
+    assert!(
+        r.advice.meaning.contains("Another recipient"),
+        "{:?}",
+        r.advice
+    );
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bounces/replyfix-egress-via-replyfix.eml");
+    let out = Command::new(env!("CARGO_BIN_EXE_replyfix"))
+        .args(["explain", "--dsn"])
+        .arg(&path)
+        .output()
+        .expect("run replyfix");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "rewritten:   by replyfix (its annotation line): the server said 530; rule 'config-error-after-accepted-recipient' remapped it to 550 5.1.1",
+        "server said: 530 The message cannot be delivered due to a configuration error",
+        "proxy saw:   1 recipient already accepted",
+        "accurate:    550 5.1.1  (already rewritten by replyfix, rule 'config-error-after-accepted-recipient')",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    assert!(!text.contains("no rule matched"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_replyfix"))
+        .args(["explain", "--json", "--dsn"])
+        .arg(&path)
+        .output()
+        .expect("run replyfix");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let j = &v["recipients"][0]["judgement"];
+    assert_eq!(j["decision"], "rewritten_by_replyfix");
+    assert_eq!(j["rule"], "config-error-after-accepted-recipient");
+    assert_eq!(j["rewritten_by_replyfix"]["server_code"], 530);
+    assert_eq!(j["rewritten_by_replyfix"]["remapped"], true);
+}
+
+/// The same message straight to the upstream: Postfix bounced the
+/// upstream's 530 as it came, and explain reads it as the misused 530 it
+/// is. The bounce names only the failed recipient, so the reply stays
+/// ambiguous here (`554 5.0.0`); the log of the same run shows the accepted
+/// recipient (tests/explain_log.rs).
+#[test]
+fn a_real_postfix_bounce_straight_from_the_upstream_is_a_misused_530() {
+    check(
+        "replyfix-egress-direct.eml",
+        "postfix",
+        &[(
+            "nobody@demo.test",
+            Some("127.0.0.1"),
+            CommandKind::Rcpt,
+            &format!("{}\r\n", replyfix::demo::upstream::CONFIG_ERROR_530),
+            Some("config-error-ambiguous"),
+            "554 5.0.0",
+        )],
+    );
+    let (_, got) = reports("replyfix-egress-direct.eml");
+    assert!(
+        got[0]
+            .explanation
+            .as_ref()
+            .is_some_and(|e| e.rewritten.is_none())
+    );
+    assert_eq!(got[0].recipient.status.as_deref(), Some("5.0.0"));
+}
+
+/// Both egress bounces summarised: two misused 530s, one of them already
+/// remapped by replyfix.
+#[test]
+fn the_summary_counts_a_530_replyfix_already_remapped_as_misused() {
+    use replyfix::explain::bounce::summary::BounceSummary;
+    let rules = RuleSet::builtin();
+    let mut s = BounceSummary::default();
+    for name in [
+        "replyfix-egress-direct.eml",
+        "replyfix-egress-via-replyfix.eml",
+    ] {
+        let raw = fixture(name);
+        let b = parse_bounce(&raw).expect("a message");
+        let r = explain_bounce(&rules, &b, &SessionFacts::new(CommandKind::Other));
+        s.add(name, raw.len() as u64, &b, &r);
+    }
+    assert_eq!(s.misused_530, 2);
+    assert_eq!(s.rewritten_by_replyfix, 1);
+    let listed: Vec<(&str, bool, &str)> = s
+        .misused_listed
+        .iter()
+        .map(|m| (m.rule.as_str(), m.by_replyfix, m.accurate.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("config-error-ambiguous", false, "554 5.0.0"),
+            ("config-error-after-accepted-recipient", true, "550 5.1.1"),
+        ]
+    );
+    let text = s.display(5).to_string();
+    assert!(
+        text.contains("already rewritten by replyfix (its annotation line): 1"),
+        "{text}"
+    );
+}
+
+/// Every reply the built-in rules rewrite from real texts
+/// (`common::postfix::builtin_rewrites`), in a Postfix bounce folded at a
+/// seeded random width: one that carries replyfix's annotation line is
+/// read back to the 530 the server said and to a rule that writes exactly
+/// that reply from the server's (the one that did, or one writing the same
+/// words), and its accurate code is the one replyfix sent; one without an
+/// annotation (e.g. `550 5.1.1` from `user-unknown`) carries no marker and
+/// is judged as any reply — the rules leave its accurate code alone.
+#[test]
+fn every_builtin_rewrite_in_a_folded_postfix_bounce_is_read_back_when_annotated() {
+    use replyfix::explain::dsn::accurate_code;
+    let rules = RuleSet::builtin();
+    let rewrites = common::postfix::builtin_rewrites();
+    let mut seed: u64 = 0x5eed_0f20_2600;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut annotated, mut plain) = (0, 0);
+    let mut by_rule = std::collections::BTreeMap::<String, usize>::new();
+    let mut per_rule = std::collections::HashMap::<&str, usize>::new();
+    for (i, w) in rewrites.iter().enumerate() {
+        // The first rewrites of each rule, then a seeded sample.
+        let seen = per_rule.entry(w.rule.as_str()).or_default();
+        *seen += 1;
+        if *seen > 24 && next() % 16 != 0 {
+            continue;
+        }
+        let width = 40 + (next() % 60) as usize;
+        let raw = common::postfix::postfix_bounce(
+            &format!("r{i}@example.org"),
+            &w.sent,
+            w.command,
+            width,
+        );
+        let b = parse_bounce(&raw).expect("a message");
+        let r = explain_bounce(&rules, &b, &SessionFacts::new(CommandKind::Other));
+        assert_eq!(r.len(), 1, "{}", String::from_utf8_lossy(&raw));
+        let e = r[0].explanation.as_ref().expect("a reply");
+        let case = format!(
+            "rule {} at {}: {:?} (width {width})",
+            w.rule, w.command, e.original
+        );
+        assert_eq!(e.context, w.command, "{case}");
+        assert_eq!(
+            accurate_code(e.client_sees()),
+            accurate_code(&w.sent),
+            "{case}"
+        );
+        if !w.annotated() {
+            plain += 1;
+            assert!(e.rewritten.is_none(), "{case}");
+            continue;
+        }
+        annotated += 1;
+        let back = e
+            .rewritten
+            .as_ref()
+            .unwrap_or_else(|| panic!("not read back: {case}"));
+        assert_eq!(back.server_code.map(|c| c.get()), Some(530), "{case}");
+        let found = back
+            .rule
+            .as_deref()
+            .unwrap_or_else(|| panic!("no rule: {case}"));
+        *by_rule.entry(found.to_string()).or_default() += 1;
+        if found != w.rule {
+            // Another rule writing the very same reply from what the server
+            // said, in the session the replay found.
+            let mut facts = SessionFacts::new(back.seen.command.unwrap_or(w.command));
+            facts.recipients_accepted = back.seen.recipients_accepted.unwrap_or(0);
+            facts.authenticated = back.seen.authenticated.unwrap_or(false);
+            let server = back.server_reply.as_ref().expect("the server's reply");
+            let again = rules.judge(server, &facts);
+            assert_eq!(again.rule(), Some(found), "{case}");
+            assert_eq!(
+                common::postfix::collapsed(again.reply(server)),
+                common::postfix::collapsed(&w.sent),
+                "{case}: {found} writes another reply"
+            );
+        }
+        assert!(
+            !r[0].advice.meaning.starts_with("A 530 that no rule"),
+            "{case}"
+        );
+    }
+    eprintln!(
+        "{annotated} annotated rewrites read back, {plain} plain ones left alone; by rule: {by_rule:?}"
+    );
+    assert!(
+        annotated >= 100 && plain >= 200,
+        "{annotated} annotated, {plain} plain"
+    );
+    assert!(by_rule.len() >= 7, "{by_rule:?}");
+}

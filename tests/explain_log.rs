@@ -1,12 +1,14 @@
 //! `replyfix explain --log` on the log fixtures (`tests/fixtures/logs/`), and
 //! a 50 MB generated stream that must be summarised with bounded maps.
 
+mod common;
+
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::process::Command;
 
 use replyfix::explain::maillog::{
-    HOST_CAPACITY, LogSource, LogSummary, MAX_ACCURATE_KEYS, summarise,
+    HOST_CAPACITY, LogFinding, LogSource, LogSummary, MAX_ACCURATE_KEYS, summarise,
 };
 use replyfix::rules::{RuleSet, SessionFacts};
 use replyfix::smtp::CommandKind;
@@ -383,4 +385,245 @@ fn fifty_megabytes_stream_through_with_bounded_maps() {
     assert_eq!(top[0].key, "mx0.example.org");
     assert!(top[0].count >= misused / 3);
     assert!(progress_calls >= 6, "progress every 8 MiB");
+}
+
+// ------------------------------------------------------------ a real sending Postfix
+
+/// Every reply `summarise` judges in a log fixture, with its finding and
+/// explanation, and the summary.
+fn judged(
+    name: &str,
+) -> (
+    LogSummary,
+    Vec<(u64, LogFinding, replyfix::explain::Explanation)>,
+) {
+    let file = std::fs::File::open(fixture_path(name)).expect("fixture");
+    let mut all = Vec::new();
+    let s = summarise(
+        BufReader::new(file),
+        &RuleSet::builtin(),
+        &SessionFacts::new(CommandKind::Other),
+        |n, f, e| all.push((n, f.clone(), e.clone())),
+        |_, _| {},
+    )
+    .expect("read");
+    (s, all)
+}
+
+/// The log of a real Postfix relaying through replyfix (tests/postfix.rs
+/// makes it): the upstream's "configuration error" 530 for
+/// `nobody@demo.test` reached Postfix as replyfix's `550 5.1.1` with its
+/// annotation, and the same delivery shows `alice@demo.test` sent. explain
+/// reads the annotation back (the server said 530, rule
+/// `config-error-after-accepted-recipient`), judges with the accepted
+/// recipient, and says both.
+#[test]
+fn a_real_postfix_log_through_replyfix_reads_back_the_530_and_uses_the_accepted_recipient() {
+    let (s, got) = judged("postfix-egress-via-replyfix.log");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let (line, f, e) = &got[0];
+    assert_eq!(f.recipient.as_deref(), Some("nobody@demo.test"));
+    assert_eq!(f.context, CommandKind::Rcpt);
+    assert_eq!(
+        f.recipients_accepted, 1,
+        "alice@demo.test of the same delivery"
+    );
+    assert_eq!(f.reply.code().get(), 550);
+    let back = e
+        .rewritten
+        .as_ref()
+        .expect("replyfix's annotation read back");
+    assert_eq!(back.server_code.map(|c| c.get()), Some(530));
+    assert_eq!(
+        back.rule.as_deref(),
+        Some("config-error-after-accepted-recipient")
+    );
+    // The log told the accepted recipient: the replay needed nothing more.
+    assert_eq!(back.seen.recipients_accepted, None);
+    assert_eq!(
+        replyfix::explain::dsn::accurate_code(e.client_sees()),
+        "550 5.1.1"
+    );
+    let shown = replyfix::explain::maillog::finding_line(*line, f, e);
+    assert!(
+        shown.ends_with("-> 550 5.1.1 (rewritten by replyfix from 530, rule 'config-error-after-accepted-recipient', 1 other recipient of the same delivery was accepted)"),
+        "{shown}"
+    );
+    assert_eq!(s.replies, 1);
+    assert_eq!(s.changed, 0, "the rules are not applied a second time");
+    assert_eq!(s.rewritten_by_replyfix, 1);
+    assert_eq!(s.misused_530, 1);
+    assert_eq!(s.by_original_code.get(&530), Some(&1));
+    assert_eq!(
+        s.by_rule.get("config-error-after-accepted-recipient"),
+        Some(&1)
+    );
+    assert_eq!(s.misused_530_hosts.top(1)[0].key, "127.0.0.1");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_replyfix"))
+        .args(["explain", "--log"])
+        .arg(fixture_path("postfix-egress-via-replyfix.log"))
+        .output()
+        .expect("run replyfix");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&shown), "{text}");
+    assert!(
+        text.contains("1 of the replies replyfix had already rewritten"),
+        "{text}"
+    );
+}
+
+/// The same message straight to the upstream: the log shows the misused
+/// 530 itself, and the accepted recipient of the same delivery makes it
+/// `550 5.1.1` (without that line it stays the ambiguous `554 5.0.0`).
+#[test]
+fn a_real_postfix_log_straight_from_the_upstream_judges_the_530_with_the_accepted_recipient() {
+    let (s, got) = judged("postfix-egress-direct.log");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let (line, f, e) = &got[0];
+    assert_eq!(f.recipient.as_deref(), Some("nobody@demo.test"));
+    assert_eq!(f.reply.code().get(), 530);
+    assert_eq!(f.recipients_accepted, 1);
+    assert!(e.rewritten.is_none());
+    assert_eq!(
+        e.verdict.rule(),
+        Some("config-error-after-accepted-recipient")
+    );
+    let shown = replyfix::explain::maillog::finding_line(*line, f, e);
+    assert!(
+        shown.ends_with("-> 550 5.1.1 (rule 'config-error-after-accepted-recipient', 1 other recipient of the same delivery was accepted)"),
+        "{shown}"
+    );
+    assert_eq!(
+        (s.misused_530, s.changed, s.rewritten_by_replyfix),
+        (1, 1, 0)
+    );
+
+    let log = std::fs::read_to_string(fixture_path("postfix-egress-direct.log")).expect("fixture");
+    let without: String = log
+        .lines()
+        .filter(|l| !l.contains("to=<alice@demo.test>"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut rules = Vec::new();
+    summarise(
+        without.as_bytes(),
+        &RuleSet::builtin(),
+        &SessionFacts::new(CommandKind::Other),
+        |_, _, e| {
+            rules.push((
+                e.verdict.rule().map(str::to_string),
+                replyfix::explain::dsn::accurate_code(e.client_sees()),
+            ))
+        },
+        |_, _| {},
+    )
+    .expect("read");
+    assert_eq!(
+        rules,
+        [(
+            Some("config-error-ambiguous".to_string()),
+            "554 5.0.0".to_string()
+        )]
+    );
+}
+
+/// Every reply the built-in rules rewrite from real texts
+/// (`common::postfix::builtin_rewrites`), as a sending Postfix logs it,
+/// each in its own delivery with an accepted recipient logged before or
+/// after it (seeded) when the proxy had one: an annotated one is read back
+/// to the server's 530 and to a rule writing that very reply, with the
+/// accepted count from the log; every one keeps the accurate code replyfix
+/// sent.
+#[test]
+fn every_builtin_rewrite_in_a_postfix_log_is_read_back_when_annotated() {
+    use replyfix::explain::dsn::accurate_code;
+    let rewrites = common::postfix::builtin_rewrites();
+    let mut seed: u64 = 0x109f_2026;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut log = String::new();
+    let mut cases = Vec::new();
+    for (i, w) in rewrites.iter().enumerate() {
+        if !w.annotated() && next() % 4 != 0 {
+            continue;
+        }
+        let id = format!("Q{i:06X}");
+        let bounced = common::postfix::postfix_bounced_line(
+            &id,
+            &format!("r{i}@example.org"),
+            &w.sent,
+            w.command,
+        );
+        let sent = common::postfix::postfix_sent_line(&id, &format!("ok{i}@example.org"));
+        match (w.recipients_accepted, next() % 2) {
+            (0, _) => log.push_str(&format!("{bounced}\n")),
+            (_, 0) => log.push_str(&format!("{sent}\n{bounced}\n")),
+            _ => log.push_str(&format!("{bounced}\n{sent}\n")),
+        }
+        log.push_str(&format!(
+            "Dec 06 08:36:54 postfix postfix/qmgr[4228]: {id}: removed\n"
+        ));
+        cases.push(w);
+    }
+    let rules = RuleSet::builtin();
+    let mut got = Vec::new();
+    let s = summarise(
+        log.as_bytes(),
+        &rules,
+        &SessionFacts::new(CommandKind::Other),
+        |_, f, e| got.push((f.clone(), e.clone())),
+        |_, _| {},
+    )
+    .expect("read");
+    assert_eq!(got.len(), cases.len());
+    let mut annotated = 0;
+    for (w, (f, e)) in cases.iter().zip(&got) {
+        let case = format!(
+            "rule {} at {}: {}",
+            w.rule,
+            w.command,
+            common::postfix::postfix_quoted(&w.sent)
+        );
+        assert_eq!(f.context, w.command, "{case}");
+        assert_eq!(
+            accurate_code(e.client_sees()),
+            accurate_code(&w.sent),
+            "{case}"
+        );
+        if w.command == CommandKind::Rcpt {
+            assert_eq!(f.recipients_accepted, w.recipients_accepted, "{case}");
+        }
+        let Some(back) = &e.rewritten else {
+            assert!(!w.annotated(), "not read back: {case}");
+            continue;
+        };
+        annotated += 1;
+        assert_eq!(back.server_code.map(|c| c.get()), Some(530), "{case}");
+        let found = back
+            .rule
+            .as_deref()
+            .unwrap_or_else(|| panic!("no rule: {case}"));
+        let server = back.server_reply.as_ref().expect("the server's reply");
+        let mut facts = SessionFacts::new(back.seen.command.unwrap_or(f.context));
+        facts.recipients_accepted = back
+            .seen
+            .recipients_accepted
+            .unwrap_or(f.recipients_accepted);
+        facts.authenticated = back.seen.authenticated.unwrap_or(false);
+        let again = rules.judge(server, &facts);
+        assert_eq!(again.rule(), Some(found), "{case}");
+        assert_eq!(
+            common::postfix::collapsed(again.reply(server)),
+            common::postfix::collapsed(&w.sent),
+            "{case}"
+        );
+    }
+    assert!(annotated >= 100, "{annotated}");
+    assert_eq!(s.rewritten_by_replyfix, annotated as u64);
 }

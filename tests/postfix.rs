@@ -534,3 +534,278 @@ fn replyfix_s_own_ehlo_name_passes_a_real_postfix_that_refuses_bare_host_names()
     assert!(c.cmd("EHLO client.example.test").starts_with("250"));
     c.cmd("QUIT");
 }
+
+// ------------------------------------------------------------ egress fixtures
+
+/// The envelope of the egress fixtures' message: one recipient the sample
+/// upstream accepts, one it answers with its misused "configuration error"
+/// 530 (`replyfix::demo::upstream`), and a sender whose domain the sending
+/// Postfix routes to an smtp-sink, where its bounce is caught.
+const EGRESS_SENDER: &str = "sender@sender.test";
+const EGRESS_ACCEPTED: &str = "alice@demo.test";
+const EGRESS_MISUSED: &str = "nobody@demo.test";
+
+/// The message, with fixed headers so that the bounces quote the same text
+/// on every run.
+const EGRESS_MESSAGE: &str = "From: Sender <sender@sender.test>\r\n\
+To: alice@demo.test, nobody@demo.test\r\n\
+Subject: quarterly figures\r\n\
+Date: Tue, 3 Mar 2026 10:00:00 +0000\r\n\
+Message-ID: <egress-fixture@sender.test>\r\n\
+\r\n\
+Hello both,\r\n\
+the figures are attached in spirit.\r\n";
+
+/// What one egress run left: the sending Postfix's log (only the lines of
+/// the message and its bounce) and the bounce its sender got (CRLF lines).
+struct EgressRun {
+    log: String,
+    bounce: Vec<u8>,
+}
+
+/// A private Postfix as the sending MTA (`relayhost = [127.0.0.1]:PORT`
+/// of `relayhost`) sends [`EGRESS_MESSAGE`] to both recipients; its bounce
+/// to [`EGRESS_SENDER`] goes (by `transport_maps`) to an smtp-sink.
+fn egress_run(bin: &Path, sink_bin: &Path, relayhost: SocketAddr) -> EgressRun {
+    let sink = SmtpSink::start(sink_bin, &[]);
+    let pf = Postfix::start(bin, |_| Setup {
+        main_cf: format!(
+            "relayhost = [127.0.0.1]:{relay}
+default_transport = smtp
+transport_maps = inline:{{ sender.test=smtp:[127.0.0.1]:{sink} }}
+smtp_tls_security_level = none
+",
+            relay = relayhost.port(),
+            sink = sink.addr.port(),
+        ),
+        services: vec![Service::new("submit", &[])],
+    });
+    let mut c = SmtpClient::connect(Postfix::addr(pf.port("submit")));
+    let greeting = c.read_reply();
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    assert!(c.cmd("EHLO app.sender.test").starts_with("250"));
+    for (cmd, want) in [
+        (format!("MAIL FROM:<{EGRESS_SENDER}>"), "250"),
+        (format!("RCPT TO:<{EGRESS_ACCEPTED}>"), "250"),
+        (format!("RCPT TO:<{EGRESS_MISUSED}>"), "250"),
+        ("DATA".to_string(), "354"),
+    ] {
+        let reply = c.cmd(&cmd);
+        assert!(reply.starts_with(want), "{cmd}: {reply}");
+    }
+    c.send(&dot_stuff(EGRESS_MESSAGE.as_bytes()));
+    let end = c.read_reply();
+    assert!(end.starts_with("250 2.0.0 Ok: queued as "), "{end}");
+    c.cmd("QUIT");
+    let queue_id = end
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .expect("queue id")
+        .to_string();
+    let notice = pf.wait_for_line(&[&queue_id, "sender non-delivery notification:"]);
+    let bounce_id = notice
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .expect("bounce queue id")
+        .to_string();
+    pf.wait_for_line(&[&queue_id, "removed"]);
+    pf.wait_for_line(&[&bounce_id, "removed"]);
+    let dumps = sink.wait_for_dumps(1);
+    assert_eq!(dumps.len(), 1, "one bounce: {dumps:?}");
+    let dump = std::fs::read(&dumps[0]).expect("read dump");
+    let bounce = crlf(sink_dump_message(&dump));
+    // The lines of the message and its bounce, and the end of the session
+    // that handed it in; not the instance's start, the start-up probe or
+    // the stop.
+    let log = pf
+        .log()
+        .lines()
+        .filter(|l| {
+            l.contains(&queue_id)
+                || l.contains(&bounce_id)
+                || (l.contains("postfix/submit/smtpd") && l.contains(" rcpt=2 "))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    EgressRun { log, bounce }
+}
+
+/// LF line ends (as smtp-sink dumps a message) back to CRLF, without the
+/// empty line smtp-sink adds after the message.
+fn crlf(lf: &[u8]) -> Vec<u8> {
+    let lf = lf.strip_suffix(b"\n").unwrap_or(lf);
+    let mut out = Vec::with_capacity(lf.len() + lf.len() / 40);
+    for &b in lf {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Where the egress fixtures live, and the variable that rewrites them.
+const REGENERATE: &str = "REPLYFIX_REGENERATE_FIXTURES";
+
+fn egress_fixture(kind: &str, name: &str) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    match kind {
+        "log" => root.join(format!("logs/postfix-egress-{name}.log")),
+        _ => root.join(format!("bounces/replyfix-egress-{name}.eml")),
+    }
+}
+
+/// What must stay the same between runs of a Postfix log (queue ids,
+/// times, ports and pids change): each delivery line's recipient, `dsn=`
+/// and `status=`, and the remote reply on it as its codes line by line
+/// (`+marker` where replyfix's annotation line starts), in log order.
+fn log_shape(log: &str) -> Vec<String> {
+    let delivery =
+        regex::Regex::new(r"postfix/smtp\[\d+\]: \w+: to=<([^>]*)>,.* dsn=([0-9.]+), status=(\w+)")
+            .expect("regex");
+    log.lines()
+        .filter_map(|l| {
+            let c = delivery.captures(l)?;
+            let reply = replyfix::explain::maillog::parse_line(l.as_bytes()).map_or_else(
+                || "-".to_string(),
+                |f| format!("{} at {}", reply_shape(&f.reply), f.context),
+            );
+            Some(format!(
+                "to={} dsn={} status={} reply={reply}",
+                &c[1], &c[2], &c[3]
+            ))
+        })
+        .collect()
+}
+
+/// A reply's codes line by line: `550-5.1.1 | 550 5.1.1 +marker`.
+fn reply_shape(r: &replyfix::smtp::Reply) -> String {
+    let n = r.line_count();
+    r.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            let enhanced = l.enhanced.map_or_else(String::new, |e| format!("{sep}{e}"));
+            let marker = if l
+                .text
+                .starts_with(replyfix::explain::readback::MARKER.as_bytes())
+            {
+                " +marker"
+            } else {
+                ""
+            };
+            format!("{}{enhanced}{marker}", r.code())
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// What must stay the same between runs of a bounce: its format, and each
+/// recipient's action, status, context and reply shape ([`reply_shape`]).
+fn bounce_shape(raw: &[u8]) -> Vec<String> {
+    let b = replyfix::explain::dsn::parse_bounce(raw).expect("a bounce message");
+    let mut shape = vec![format!("style={} rfc3464={}", b.style, b.rfc3464)];
+    for r in &b.recipients {
+        shape.push(format!(
+            "{} action={} status={} at {} reply={}",
+            r.recipient,
+            r.action.as_deref().unwrap_or("-"),
+            r.status.as_deref().unwrap_or("-"),
+            r.context,
+            r.reply
+                .as_ref()
+                .map_or_else(|| "-".to_string(), reply_shape)
+        ));
+    }
+    shape
+}
+
+/// The egress fixtures (`tests/fixtures/logs/postfix-egress-*.log`,
+/// `tests/fixtures/bounces/replyfix-egress-*.eml`, see docs/operations.md,
+/// "Egress gateway"): a real Postfix as the sending MTA sends one message
+/// to a recipient the sample upstream accepts and to one it refuses with
+/// its misused "configuration error" 530, once straight to the upstream
+/// and once through replyfix (`relayhost`). With
+/// `REPLYFIX_REGENERATE_FIXTURES=1` the runs rewrite the fixtures;
+/// otherwise the live runs must have the committed fixtures' shapes: the
+/// same recipients, statuses and reply codes, line by line.
+#[test]
+fn egress_fixtures_from_a_real_postfix_sending_straight_and_through_replyfix() {
+    let Some(bin) = postfix_command() else { return };
+    let Some(sink_bin) = tool("smtp-sink") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let upstream = rt
+        .block_on(replyfix::demo::upstream::SampleUpstream::start())
+        .expect("sample upstream");
+    let direct = egress_run(&bin, &sink_bin, upstream.addr);
+    let rf = Replyfix::start(upstream.addr, ServeOptions::default().timeouts(15));
+    let via = egress_run(&bin, &sink_bin, rf.addr);
+    // replyfix's own record of the rewrite the bounce reports.
+    let rewrite = rf.wait_for_record("reply rewritten");
+    assert_eq!(
+        field(&rewrite, "rule").as_deref(),
+        Some("config-error-after-accepted-recipient")
+    );
+    drop(rf);
+    // What the runs must show, whatever the fixtures say.
+    let direct_log = log_shape(&direct.log);
+    assert!(
+        direct_log.contains(&format!(
+            "to={EGRESS_MISUSED} dsn=5.0.0 status=bounced reply=530 at rcpt"
+        )),
+        "{direct_log:#?}"
+    );
+    let via_log = log_shape(&via.log);
+    assert!(
+        via_log.contains(&format!(
+            "to={EGRESS_MISUSED} dsn=5.1.1 status=bounced reply=550-5.1.1 | 550 5.1.1 +marker at rcpt"
+        )),
+        "{via_log:#?}"
+    );
+    for shape in [&direct_log, &via_log] {
+        assert!(
+            shape
+                .iter()
+                .any(|l| l.starts_with(&format!("to={EGRESS_ACCEPTED} dsn=2.0.0 status=sent"))),
+            "{shape:#?}"
+        );
+    }
+    let regenerate = std::env::var(REGENERATE).is_ok_and(|v| v == "1");
+    for (name, run) in [("direct", &direct), ("via-replyfix", &via)] {
+        let (log, eml) = (egress_fixture("log", name), egress_fixture("eml", name));
+        if regenerate {
+            std::fs::write(&log, &run.log).expect("write log fixture");
+            std::fs::write(&eml, &run.bounce).expect("write bounce fixture");
+            eprintln!(
+                "{REGENERATE}=1: wrote {} and {}",
+                log.display(),
+                eml.display()
+            );
+            continue;
+        }
+        let committed_log = std::fs::read_to_string(&log)
+            .unwrap_or_else(|e| panic!("{}: {e} (make it with {REGENERATE}=1)", log.display()));
+        let committed_eml = std::fs::read(&eml)
+            .unwrap_or_else(|e| panic!("{}: {e} (make it with {REGENERATE}=1)", eml.display()));
+        assert_eq!(
+            log_shape(&run.log),
+            log_shape(&committed_log),
+            "{name}: the live log and {} differ in shape; if the change is meant, rerun with {REGENERATE}=1",
+            log.display()
+        );
+        assert_eq!(
+            bounce_shape(&run.bounce),
+            bounce_shape(&committed_eml),
+            "{name}: the live bounce and {} differ in shape; if the change is meant, rerun with {REGENERATE}=1",
+            eml.display()
+        );
+    }
+}

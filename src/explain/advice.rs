@@ -36,6 +36,20 @@ pub fn advise(original: &Reply, verdict: &Verdict) -> Advice {
     by_class(accurate.code().class(), accurate.code().get())
 }
 
+/// Advice for an explained reply: for one replyfix already rewrote, from
+/// the rule it applied (read back from its annotation), else from the reply
+/// as it is (the proxy's accurate code); otherwise [`advise`].
+pub fn advise_explained(e: &super::Explanation) -> Advice {
+    match &e.rewritten {
+        Some(r) => r
+            .rule
+            .as_deref()
+            .and_then(by_rule)
+            .unwrap_or_else(|| advise(&e.original, &Verdict::NoMatch)),
+        None => advise(&e.original, &e.verdict),
+    }
+}
+
 /// Advice from an RFC 3464 `Status` alone (a bounce without an SMTP reply).
 pub fn advise_status(status: Option<&str>) -> Advice {
     let e = status.and_then(|s| EnhancedCode::parse(s.trim()));

@@ -13,7 +13,7 @@ use std::io::Read;
 
 use serde_json::{Value, json};
 
-use super::advice::{Advice, advise, advise_reason};
+use super::advice::{Advice, advise_explained, advise_reason};
 use super::{Explanation, explain};
 use crate::rules::{RuleSet, SessionFacts, Verdict};
 use crate::smtp::Reply;
@@ -97,7 +97,7 @@ pub fn explain_bounce(
             facts.command = r.context;
             let explanation = r.reply.clone().map(|reply| explain(rules, reply, &facts));
             let advice = match &explanation {
-                Some(e) => advise(&e.original, &e.verdict),
+                Some(e) => advise_explained(e),
                 None => advise_reason(r.reason, r.status.as_deref()),
             };
             let accurate_reason = explanation.as_ref().and_then(|e| {
@@ -183,11 +183,36 @@ impl fmt::Display for RecipientReport {
         match &self.explanation {
             Some(e) => {
                 writeln!(f, "original:    {}", one_line(&e.original))?;
+                if let Some(r) = &e.rewritten {
+                    writeln!(
+                        f,
+                        "rewritten:   by replyfix (its annotation line): {}",
+                        e.rewritten_line().unwrap_or_default()
+                    )?;
+                    if let Some(s) = &r.server_reply {
+                        writeln!(f, "server said: {}", one_line(s))?;
+                    }
+                    if let Some(why) = &r.why {
+                        writeln!(f, "why:         {}", esc(why))?;
+                    }
+                    if let Some(seen) = r.seen.describe() {
+                        writeln!(
+                            f,
+                            "proxy saw:   {seen} (the bounce does not say; the rule needs it)"
+                        )?;
+                    }
+                }
                 writeln!(f, "meaning:     {}", self.advice.meaning)?;
-                let decision = match &e.verdict {
-                    Verdict::NoMatch => "no rule matched".to_string(),
-                    Verdict::Keep { rule } => format!("rule '{rule}': keep"),
-                    Verdict::Rewrite { rule, action, .. } => format!("rule '{rule}': {action}"),
+                let decision = match (&e.rewritten, &e.verdict) {
+                    (Some(r), _) => match &r.rule {
+                        Some(rule) => format!("already rewritten by replyfix, rule '{rule}'"),
+                        None => "already rewritten by replyfix".to_string(),
+                    },
+                    (None, Verdict::NoMatch) => "no rule matched".to_string(),
+                    (None, Verdict::Keep { rule }) => format!("rule '{rule}': keep"),
+                    (None, Verdict::Rewrite { rule, action, .. }) => {
+                        format!("rule '{rule}': {action}")
+                    }
                 };
                 writeln!(
                     f,

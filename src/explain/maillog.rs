@@ -369,13 +369,18 @@ pub struct LogSummary {
     pub replies: u64,
     /// Replies the rules changed (annotated or remapped).
     pub changed: u64,
-    /// Misused 530s: original code 530 that a rule remapped.
+    /// Misused 530s: original code 530 that a rule remapped (now, or
+    /// replyfix already: read back from its annotation).
     pub misused_530: u64,
+    /// Replies replyfix had already rewritten (its annotation line; not
+    /// judged again, counted under the rule it applied).
+    pub rewritten_by_replyfix: u64,
     /// Replies per MTA format.
     pub by_source: BTreeMap<&'static str, u64>,
     /// Replies per context.
     pub by_context: BTreeMap<&'static str, u64>,
-    /// Replies per original reply code.
+    /// Replies per original reply code: the server's (for a reply replyfix
+    /// already rewrote, the code its annotation names; `0` when unknown).
     pub by_original_code: BTreeMap<u16, u64>,
     /// Replies per deciding rule ([`NO_RULE`] when none matched).
     pub by_rule: BTreeMap<String, u64>,
@@ -395,6 +400,7 @@ impl Default for LogSummary {
             replies: 0,
             changed: 0,
             misused_530: 0,
+            rewritten_by_replyfix: 0,
             by_source: BTreeMap::new(),
             by_context: BTreeMap::new(),
             by_original_code: BTreeMap::new(),
@@ -413,9 +419,9 @@ impl LogSummary {
         *self.by_context.entry(f.context.as_str()).or_default() += 1;
         *self
             .by_original_code
-            .entry(f.reply.code().get())
+            .entry(e.server_code().map_or(0, |c| c.get()))
             .or_default() += 1;
-        let rule = e.verdict.rule().unwrap_or(NO_RULE);
+        let rule = e.rule().unwrap_or(NO_RULE);
         match self.by_rule.get_mut(rule) {
             Some(n) => *n += 1,
             None => {
@@ -435,7 +441,10 @@ impl LogSummary {
         if matches!(action, Some(Action::Annotate | Action::Remap)) {
             self.changed += 1;
         }
-        if f.reply.code().get() == 530 && action == Some(Action::Remap) {
+        if e.rewritten.is_some() {
+            self.rewritten_by_replyfix += 1;
+        }
+        if e.server_code().map(|c| c.get()) == Some(530) && e.remapped() {
             self.misused_530 += 1;
             self.misused_530_hosts
                 .add(f.host.as_deref().unwrap_or("(unknown host)"));
@@ -451,6 +460,7 @@ impl LogSummary {
             "replies": self.replies,
             "changed": self.changed,
             "misused_530": self.misused_530,
+            "rewritten_by_replyfix": self.rewritten_by_replyfix,
             "by_source": self.by_source,
             "by_context": self.by_context,
             "by_original_code": self.by_original_code.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
@@ -485,6 +495,13 @@ impl fmt::Display for SummaryDisplay<'_> {
             "summary: {} lines, {} remote replies, {} changed by the rules, {} misused 530s",
             s.lines, s.replies, s.changed, s.misused_530
         )?;
+        if s.rewritten_by_replyfix > 0 {
+            writeln!(
+                f,
+                "  {} of the replies replyfix had already rewritten (its annotation line): counted under the rule it applied and the code the server sent",
+                s.rewritten_by_replyfix
+            )?;
+        }
         counts(f, "by MTA:", s.by_source.iter().map(|(k, v)| (k, *v)))?;
         counts(f, "by context:", s.by_context.iter().map(|(k, v)| (k, *v)))?;
         counts(
@@ -517,10 +534,20 @@ impl fmt::Display for SummaryDisplay<'_> {
 
 /// One finding with its judgement, one line (for `explain --log`).
 pub fn finding_line(line_no: u64, f: &LogFinding, e: &Explanation) -> String {
-    let rule = e
-        .verdict
-        .rule()
-        .map_or_else(|| "no rule".to_string(), |r| format!("rule '{r}'"));
+    let rule = match (&e.rewritten, e.rule()) {
+        (Some(r), rule) => {
+            let said = r
+                .server_code
+                .map_or_else(String::new, |c| format!(" from {c}"));
+            let rule = rule.map_or_else(
+                || ", by a rule not in the rules used here".to_string(),
+                |rule| format!(", rule '{rule}'"),
+            );
+            format!("rewritten by replyfix{said}{rule}")
+        }
+        (None, Some(r)) => format!("rule '{r}'"),
+        (None, None) => "no rule".to_string(),
+    };
     let accepted = match f.recipients_accepted {
         0 => String::new(),
         1 => ", 1 other recipient of the same delivery was accepted".to_string(),

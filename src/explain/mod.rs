@@ -11,13 +11,16 @@
 //! Submodules read what people already have when a bounce puzzles them:
 //! [`dsn`] bounce messages (read by [`bounce`]), [`maillog`] MTA logs (streamed, bounded
 //! memory), [`transcript`] sessions recorded by the proxy and replayed
-//! against candidate rules; [`advice`] turns a verdict into plain words.
+//! against candidate rules; [`readback`] recognises a reply the proxy
+//! already rewrote (its annotation line); [`advice`] turns a verdict into
+//! plain words.
 
 pub mod advice;
 pub mod bounce;
 pub mod dsn;
 pub mod extract;
 pub mod maillog;
+pub mod readback;
 mod table;
 pub mod topk;
 pub mod transcript;
@@ -29,6 +32,7 @@ use serde_json::{Value, json};
 use crate::rules::{RuleSet, SessionFacts, Verdict};
 use crate::smtp::escape::escape_capped;
 use crate::smtp::{CommandKind, Reply};
+use readback::{ReadBack, read_back};
 
 /// Parses a reply given on the command line. Lines are separated by real
 /// line ends (CRLF or LF), by the four characters `\r\n`, or by `|`; each
@@ -62,16 +66,28 @@ pub struct Explanation {
     pub verdict: Verdict,
     /// [`RuleSet::version`] of the rules used (W5).
     pub rules_version: String,
+    /// When the reply carries replyfix's annotation line, what it tells:
+    /// the proxy already judged it, so `verdict` is then
+    /// [`Verdict::NoMatch`] (the rules are not applied a second time).
+    pub rewritten: Option<ReadBack>,
 }
 
-/// Judges `reply` with `rules` in the context `facts`.
+/// Judges `reply` with `rules` in the context `facts`. A reply that carries
+/// replyfix's annotation line ([`readback::MARKER`]) already went through
+/// the proxy: it is read back ([`read_back`]) instead of judged again.
 pub fn explain(rules: &RuleSet, reply: Reply, facts: &SessionFacts<'_>) -> Explanation {
-    let verdict = rules.judge(&reply, facts);
+    let rewritten = read_back(rules, &reply, facts);
+    let verdict = if rewritten.is_some() {
+        Verdict::NoMatch
+    } else {
+        rules.judge(&reply, facts)
+    };
     Explanation {
         original: reply,
         context: facts.command,
         verdict,
         rules_version: rules.version().to_string(),
+        rewritten,
     }
 }
 
@@ -94,24 +110,91 @@ fn reply_json(r: &Reply) -> Value {
 }
 
 impl Explanation {
-    /// The reply the client would see.
+    /// The reply the client would see (for a reply replyfix already
+    /// rewrote: the reply as it is).
     pub fn client_sees(&self) -> &Reply {
         self.verdict.reply(&self.original)
     }
 
+    /// The rule that decided: the rules' now, or the one replyfix applied
+    /// (read back from its annotation).
+    pub fn rule(&self) -> Option<&str> {
+        match &self.rewritten {
+            Some(r) => r.rule.as_deref(),
+            None => self.verdict.rule(),
+        }
+    }
+
+    /// The code the server sent: the original's, or for a reply replyfix
+    /// already rewrote, the one its annotation (or the replay) gives.
+    pub fn server_code(&self) -> Option<crate::smtp::ReplyCode> {
+        match &self.rewritten {
+            Some(r) => r.server_code,
+            None => Some(self.original.code()),
+        }
+    }
+
+    /// True when the code the server sent was remapped: by the rules now,
+    /// or (read back) by replyfix already.
+    pub fn remapped(&self) -> bool {
+        match &self.rewritten {
+            Some(r) => r.remapped(&self.original),
+            None => self.verdict.action() == Some(crate::rules::Action::Remap),
+        }
+    }
+
     /// A machine-readable form (for `replyfix explain --json`).
     pub fn to_json(&self) -> Value {
-        let decision = self.verdict.action().map_or("no_match", |a| a.as_str());
+        let decision = match &self.rewritten {
+            Some(_) => "rewritten_by_replyfix",
+            None => self.verdict.action().map_or("no_match", |a| a.as_str()),
+        };
         json!({
             "original": reply_json(&self.original),
             "context": self.context.as_str(),
             "rules_version": self.rules_version,
-            "rule": self.verdict.rule(),
+            "rule": self.rule(),
             "decision": decision,
             "changed": matches!(self.verdict, Verdict::Rewrite { .. }),
             "client_sees": reply_json(self.client_sees()),
+            "rewritten_by_replyfix": self.rewritten.as_ref().map(|r| read_back_json(r, &self.original)),
         })
     }
+
+    /// What replyfix did to a reply it already rewrote, for people: `the
+    /// server said 530; rule 'x' remapped it to 550 5.1.1`. `None` for any
+    /// other reply.
+    pub fn rewritten_line(&self) -> Option<String> {
+        let r = self.rewritten.as_ref()?;
+        let said = r.server_code.map_or_else(
+            || "the server's code is not named".to_string(),
+            |c| format!("the server said {c}"),
+        );
+        let now = match self.original.enhanced() {
+            Some(e) => format!("{} {e}", self.original.code()),
+            None => self.original.code().to_string(),
+        };
+        let what = match (&r.rule, r.remapped(&self.original)) {
+            (Some(rule), true) => format!("rule '{rule}' remapped it to {now}"),
+            (Some(rule), false) => format!("rule '{rule}' kept {now} and added a hint"),
+            (None, true) => format!("remapped to {now} by a rule not in the rules used here (give the proxy's rules with --rules)"),
+            (None, false) => "annotated by a rule not in the rules used here (give the proxy's rules with --rules)".to_string(),
+        };
+        Some(format!("{said}; {what}"))
+    }
+}
+
+fn read_back_json(r: &ReadBack, received: &Reply) -> Value {
+    json!({
+        "server_code": r.server_code.map(|c| c.get()),
+        "server_reply": r.server_reply.as_ref().map(reply_json),
+        "rule": r.rule.as_deref(),
+        "action": r.action.map(|a| a.as_str()),
+        "why": r.why,
+        "remapped": r.remapped(received),
+        "seen_by_the_proxy": r.seen.describe(),
+        "annotation": escape_capped(r.annotation.as_bytes(), 1024),
+    })
 }
 
 impl fmt::Display for Explanation {
@@ -132,7 +215,25 @@ impl fmt::Display for Explanation {
         }
         writeln!(f, "context:     {}", self.context)?;
         writeln!(f, "rules:       {}", self.rules_version)?;
+        if let Some(line) = self.rewritten_line() {
+            writeln!(
+                f,
+                "decision:    already rewritten by replyfix (its annotation line): {line}; the rules are not applied again"
+            )?;
+            if let Some(r) = &self.rewritten {
+                if let Some(s) = &r.server_reply {
+                    writeln!(f, "server said: {}", wire_lines(s).join(" | "))?;
+                }
+                if let Some(why) = &r.why {
+                    writeln!(f, "why:         {}", escape_capped(why.as_bytes(), 1024))?;
+                }
+                if let Some(seen) = r.seen.describe() {
+                    writeln!(f, "proxy saw:   {seen} (the rule needs it)")?;
+                }
+            }
+        }
         match &self.verdict {
+            _ if self.rewritten.is_some() => {}
             Verdict::NoMatch => writeln!(
                 f,
                 "decision:    no rule matched; the reply passes unchanged"
@@ -232,6 +333,34 @@ mod tests {
         assert_eq!(j["rule"], Value::Null);
         assert_eq!(j["changed"], false);
         assert_eq!(j["original"]["enhanced"], "2.1.5");
+    }
+
+    #[test]
+    fn a_reply_replyfix_already_rewrote_is_read_back_not_judged_again() {
+        let rules = RuleSet::builtin();
+        // What the proxy sends for a kept 530: judging it again would add
+        // a second hint.
+        let sent = rules
+            .judge(
+                &parse_reply_arg("530 5.7.0 Authentication required").unwrap(),
+                &facts(CommandKind::Mail),
+            )
+            .reply(&parse_reply_arg("530 5.7.0 Authentication required").unwrap())
+            .clone();
+        let e = explain(&rules, sent.clone(), &facts(CommandKind::Mail));
+        assert_eq!(e.verdict, Verdict::NoMatch);
+        assert_eq!(e.client_sees(), &sent);
+        assert_eq!(e.rule(), Some("auth-required"));
+        assert!(!e.remapped());
+        let text = e.to_string();
+        assert!(
+            text.contains("decision:    already rewritten by replyfix (its annotation line): the server said 530; rule 'auth-required' kept 530 5.7.0 and added a hint"),
+            "{text}"
+        );
+        let j = e.to_json();
+        assert_eq!(j["decision"], "rewritten_by_replyfix");
+        assert_eq!(j["rewritten_by_replyfix"]["server_code"], 530);
+        assert_eq!(j["rewritten_by_replyfix"]["remapped"], false);
     }
 
     #[test]

@@ -91,50 +91,280 @@ struct LegTls {
 /// this session with `451 4.3.0` (F4).
 /// `peer` is the client's real address (after a PROXY header, if any);
 /// `local` the address it connected to.
-pub async fn run(
+///
+/// A plain `fn` returning the future, not an `async fn`: every idle session
+/// holds this future, and an `async fn` keeps a second copy of its
+/// arguments in it.
+pub fn run(
     client: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     ctx: Arc<SessionContext>,
     id: String,
     shutdown: watch::Receiver<u8>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let started = Instant::now();
-    ctx.metrics.session_started(&ctx.listener);
     let _ = client.set_nodelay(true);
-    let mut core = Core::new(ctx.core.clone(), ctx.rules.clone());
-    core.set_session(peer.ip(), &id);
-    let mut stats = Stats::default();
-    let mut tls = LegTls::default();
-
-    // Implicit TLS: the handshake comes first, within one deadline.
     let mut client = Conn::Plain(client);
-    if ctx.implicit_tls {
-        let result = Box::pin(client_handshake(&mut client, &ctx)).await;
-        ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
-        match result {
-            Ok(info) => {
-                tls.client = Some(info);
-                core.set_client_tls_implicit();
-            }
-            Err(e) => {
-                tracing::info!(session = %id, client = %peer, error = %e, "client TLS handshake failed");
-                end(
-                    &ctx,
-                    &id,
-                    peer,
-                    "-",
-                    &core,
-                    &stats,
-                    &tls,
-                    EndReason::ClientProtocol,
-                    started,
-                );
-                return;
+    async move {
+        ctx.metrics.session_started(&ctx.listener);
+        let mut core = Core::new(ctx.core.clone(), ctx.rules.clone());
+        core.set_session(peer.ip(), &id);
+        let mut stats = Stats::default();
+        let mut tls = LegTls::default();
+
+        // Implicit TLS: the handshake comes first, within one deadline.
+        if ctx.implicit_tls {
+            let result = Box::pin(client_handshake(&mut client, &ctx)).await;
+            ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
+            match result {
+                Ok(info) => {
+                    tls.client = Some(info);
+                    core.set_client_tls_implicit();
+                }
+                Err(e) => {
+                    tracing::info!(session = %id, client = %peer, error = %e, "client TLS handshake failed");
+                    end(
+                        &ctx,
+                        &id,
+                        peer,
+                        "-",
+                        &core,
+                        &stats,
+                        &tls,
+                        EndReason::ClientProtocol,
+                        started,
+                    );
+                    return;
+                }
             }
         }
-    }
 
+        // Boxed, with its failure path: the setup's state (TLS connector,
+        // reply buffers, the error) is large and must not stay in every
+        // idle session's future.
+        let Some((mut upstream, server)) = Box::pin(set_up_upstream(
+            &ctx,
+            peer,
+            local,
+            &id,
+            &mut core,
+            &mut stats,
+            &mut tls,
+            &mut client,
+            started,
+        ))
+        .await
+        else {
+            return;
+        };
+        let mut upstream_deadline: Option<(UpstreamWait, Instant)> = None;
+        let mut client_deadline = Instant::now() + ctx.timeouts.client_idle;
+        let lifetime_end = Instant::now() + ctx.limits.max_session_lifetime;
+        let mut content_started: Option<(Instant, u64)> = None;
+        // R3: a command line must arrive whole within `timeouts.command`, however
+        // slowly its bytes trickle in.
+        let mut partial_since: Option<Instant> = None;
+        let mut shutting_down = *shutdown.borrow() != stop::RUNNING;
+        // One wait for the server's next stop signal, kept across loop turns
+        // (a `changed()` made every turn registers a waiter every turn).
+        let mut next_signal: StopWait = Box::pin(next_stop(shutdown));
+        // One timer for every deadline (F3, R3): armed at or before the earliest
+        // deadline that applies. A deadline that moves later (every client read
+        // moves the idle deadline) does not re-arm it; when it fires early it is
+        // re-armed without acting. Cheaper than a timer per deadline per turn.
+        let timer = sleep_until(lifetime_end);
+        tokio::pin!(timer);
+
+        let reason = loop {
+            // 1. Write what the core produced, upstream first, straight from the
+            // core's buffers.
+            let up = core.to_upstream().len();
+            if up > 0 && upstream.is_open() {
+                let res = within(
+                    ctx.timeouts.upstream_reply,
+                    upstream.write_all(core.to_upstream()),
+                )
+                .await;
+                core.consume_to_upstream();
+                stats.to_upstream += up as u64;
+                if !matches!(res, Ok(Ok(()))) {
+                    upstream = Conn::Gone;
+                    guard(&mut core, |c| c.upstream_eof());
+                }
+            } else if up > 0 {
+                core.consume_to_upstream();
+            }
+            let out = core.to_client().len();
+            if out > 0 {
+                let res =
+                    within(ctx.timeouts.client_idle, client.write_all(core.to_client())).await;
+                core.consume_to_client();
+                stats.to_client += out as u64;
+                if !matches!(res, Ok(Ok(()))) {
+                    guard(&mut core, |c| c.client_eof());
+                    // Nothing more can reach the client.
+                    core.consume_to_client();
+                }
+            }
+            if up > 0 || out > 0 {
+                ctx.metrics.bytes(up as u64, out as u64);
+            }
+            for event in core.take_events() {
+                log_event(&id, peer, &server, &ctx, &event);
+            }
+            if core.upstream_must_close() && upstream.is_open() {
+                upstream.shutdown().await;
+            }
+            if core.take_start_client_tls() {
+                // T1: the 220 is out and nothing was waiting in the core's
+                // buffer; the raw stream goes to the acceptor.
+                let result = Box::pin(client_handshake(&mut client, &ctx)).await;
+                ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
+                match result {
+                    Ok(info) => {
+                        tls.client = Some(info);
+                        guard(&mut core, |c| c.client_tls_established());
+                    }
+                    Err(e) => {
+                        tracing::info!(session = %id, client = %peer, error = %e, "client TLS handshake failed");
+                        guard(&mut core, |c| c.client_tls_failed());
+                    }
+                }
+                continue;
+            }
+            if let Some(reason) = core.end_reason() {
+                if !core.has_output() {
+                    break reason;
+                }
+                continue;
+            }
+            if shutting_down && core.is_between_transactions() {
+                guard(&mut core, |c| c.shutdown());
+                continue;
+            }
+
+            // 2. Deadlines.
+            let wait = core.upstream_wait();
+            upstream_deadline = match (wait, upstream_deadline) {
+                (UpstreamWait::Idle, _) => None,
+                (w, Some((prev, at))) if prev == w => Some((w, at)),
+                (w, _) => Some((w, Instant::now() + reply_timeout(&ctx, w))),
+            };
+            let read_client = core.wants_client_input();
+            let client_timer = read_client && wait == UpstreamWait::Idle
+                || core.in_content()
+                || partial_since.is_some();
+            partial_since = match (core.has_partial_line(), partial_since) {
+                (false, _) => None,
+                (true, Some(t)) => Some(t),
+                (true, None) => Some(Instant::now()),
+            };
+            let mut next_client_deadline = client_deadline.min(lifetime_end);
+            if let Some(t) = partial_since {
+                next_client_deadline = next_client_deadline.min(t + ctx.timeouts.command);
+            }
+            let upstream_at = upstream_deadline.map(|(_, at)| at);
+            let client_at = client_timer.then_some(next_client_deadline);
+            let next = upstream_at
+                .into_iter()
+                .chain(client_at)
+                .fold(lifetime_end, Instant::min);
+            if timer.is_elapsed() || next < timer.deadline() {
+                timer.as_mut().reset(next);
+            }
+            core.release_idle_buffers();
+            let read_upstream = upstream.is_open();
+
+            // 3. Wait for the first thing to happen.
+            tokio::select! {
+                biased;
+                (now, rx) = &mut next_signal => {
+                    if now == stop::FORCE {
+                        // The drain deadline passed (or the server is gone):
+                        // nothing more to wait for.
+                        guard(&mut core, |c| c.shutdown());
+                        next_signal = Box::pin(std::future::pending());
+                    } else {
+                        shutting_down |= now == stop::DRAIN;
+                        next_signal = Box::pin(next_stop(rx));
+                    }
+                }
+                r = upstream.read_some(), if read_upstream => {
+                    match r {
+                        ReadOutcome::Data(n) => {
+                            // No await between the read and here: the bytes are
+                            // still in the thread's scratch buffer.
+                            stats.from_upstream += n as u64;
+                            received(n, |buf| guard(&mut core, |c| c.upstream_data(buf)));
+                            if let Some((w, _)) = upstream_deadline {
+                                // Any reply bytes restart the reply timer.
+                                upstream_deadline = Some((w, Instant::now() + reply_timeout(&ctx, w)));
+                            }
+                        }
+                        ReadOutcome::Eof => {
+                            upstream = Conn::Gone;
+                            guard(&mut core, |c| c.upstream_eof());
+                        }
+                    }
+                }
+                r = client.read_some(), if read_client => {
+                    match r {
+                        ReadOutcome::Data(n) => {
+                            stats.from_client += n as u64;
+                            client_deadline = Instant::now() + ctx.timeouts.client_idle;
+                            received(n, |buf| guard(&mut core, |c| c.client_data(buf)));
+                            if core.in_content() {
+                                let (since, bytes) = content_started.get_or_insert((Instant::now(), 0));
+                                *bytes += n as u64;
+                                if too_slow(*since, *bytes, ctx.limits.min_data_rate) {
+                                    guard(&mut core, |c| c.client_timeout());
+                                }
+                            } else {
+                                content_started = None;
+                            }
+                        }
+                        ReadOutcome::Eof => {
+                            guard(&mut core, |c| c.client_eof());
+                        }
+                    }
+                }
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if upstream_at.is_some_and(|at| at <= now) {
+                        guard(&mut core, |c| c.upstream_timeout());
+                    } else if client_at.is_some_and(|at| at <= now) || lifetime_end <= now {
+                        guard(&mut core, |c| c.client_timeout());
+                    } else {
+                        // Early: the deadline it was armed for moved later.
+                        timer.as_mut().reset(next);
+                    }
+                }
+            }
+        };
+        upstream.shutdown().await;
+        client.shutdown().await;
+        end(
+            &ctx, &id, peer, &server, &core, &stats, &tls, reason, started,
+        );
+    }
+}
+
+/// Connects the upstream leg ([`upstream::establish`]) and feeds its
+/// greeting to the core; on failure answers the client (F1), logs and
+/// counts the session's end, and gives `None`.
+#[allow(clippy::too_many_arguments)]
+async fn set_up_upstream(
+    ctx: &SessionContext,
+    peer: SocketAddr,
+    local: SocketAddr,
+    id: &str,
+    core: &mut Core,
+    stats: &mut Stats,
+    tls: &mut LegTls,
+    client: &mut Conn,
+    started: Instant,
+) -> Option<(Conn, String)> {
     let setup = SetupTimeouts {
         connect: ctx.timeouts.upstream_connect,
         reply: ctx.timeouts.upstream_reply,
@@ -146,18 +376,16 @@ pub async fn run(
         local,
     };
     let connect_started = Instant::now();
-    // Boxed: the setup's state (TLS connector, reply buffers) is large and
-    // must not stay in every idle session's future.
-    let established = Box::pin(upstream::establish(
+    let established = upstream::establish(
         &ctx.upstream.servers,
         &ctx.upstream_tls,
         ctx.helo.as_deref(),
         setup,
         who,
-    ))
+    )
     .await;
     let connect_secs = connect_started.elapsed().as_secs_f64();
-    let (mut upstream, server) = match established {
+    match established {
         Ok(est) => {
             ctx.metrics
                 .upstream_connect(&ctx.upstream.name, true, connect_secs);
@@ -174,9 +402,9 @@ pub async fn run(
             tls.upstream = est.tls;
             if !est.greeting.is_empty() {
                 stats.from_upstream += est.greeting.len() as u64;
-                guard(&mut core, |c| c.upstream_data(&est.greeting));
+                guard(core, |c| c.upstream_data(&est.greeting));
             }
-            (est.conn, est.server)
+            Some((est.conn, est.server))
         }
         Err(e) => {
             tracing::warn!(
@@ -204,199 +432,10 @@ pub async fn run(
                     EndReason::UpstreamTls
                 }
             };
-            end(&ctx, &id, peer, "-", &core, &stats, &tls, reason, started);
-            return;
+            end(ctx, id, peer, "-", core, stats, tls, reason, started);
+            None
         }
-    };
-
-    let mut upstream_deadline: Option<(UpstreamWait, Instant)> = None;
-    let mut client_deadline = Instant::now() + ctx.timeouts.client_idle;
-    let lifetime_end = Instant::now() + ctx.limits.max_session_lifetime;
-    let mut content_started: Option<(Instant, u64)> = None;
-    // R3: a command line must arrive whole within `timeouts.command`, however
-    // slowly its bytes trickle in.
-    let mut partial_since: Option<Instant> = None;
-    let mut shutting_down = *shutdown.borrow() != stop::RUNNING;
-    // One wait for the server's next stop signal, kept across loop turns
-    // (a `changed()` made every turn registers a waiter every turn).
-    let mut next_signal: StopWait = Box::pin(next_stop(shutdown));
-    // One timer for every deadline (F3, R3): armed at or before the earliest
-    // deadline that applies. A deadline that moves later (every client read
-    // moves the idle deadline) does not re-arm it; when it fires early it is
-    // re-armed without acting. Cheaper than a timer per deadline per turn.
-    let timer = sleep_until(lifetime_end);
-    tokio::pin!(timer);
-
-    let reason = loop {
-        // 1. Write what the core produced, upstream first, straight from the
-        // core's buffers.
-        let up = core.to_upstream().len();
-        if up > 0 && upstream.is_open() {
-            let res = within(
-                ctx.timeouts.upstream_reply,
-                upstream.write_all(core.to_upstream()),
-            )
-            .await;
-            core.consume_to_upstream();
-            stats.to_upstream += up as u64;
-            if !matches!(res, Ok(Ok(()))) {
-                upstream = Conn::Gone;
-                guard(&mut core, |c| c.upstream_eof());
-            }
-        } else if up > 0 {
-            core.consume_to_upstream();
-        }
-        let out = core.to_client().len();
-        if out > 0 {
-            let res = within(ctx.timeouts.client_idle, client.write_all(core.to_client())).await;
-            core.consume_to_client();
-            stats.to_client += out as u64;
-            if !matches!(res, Ok(Ok(()))) {
-                guard(&mut core, |c| c.client_eof());
-                // Nothing more can reach the client.
-                core.consume_to_client();
-            }
-        }
-        if up > 0 || out > 0 {
-            ctx.metrics.bytes(up as u64, out as u64);
-        }
-        for event in core.take_events() {
-            log_event(&id, peer, &server, &ctx, &event);
-        }
-        if core.upstream_must_close() && upstream.is_open() {
-            upstream.shutdown().await;
-        }
-        if core.take_start_client_tls() {
-            // T1: the 220 is out and nothing was waiting in the core's
-            // buffer; the raw stream goes to the acceptor.
-            let result = Box::pin(client_handshake(&mut client, &ctx)).await;
-            ctx.metrics.tls_handshake(TlsLeg::Client, result.is_ok());
-            match result {
-                Ok(info) => {
-                    tls.client = Some(info);
-                    guard(&mut core, |c| c.client_tls_established());
-                }
-                Err(e) => {
-                    tracing::info!(session = %id, client = %peer, error = %e, "client TLS handshake failed");
-                    guard(&mut core, |c| c.client_tls_failed());
-                }
-            }
-            continue;
-        }
-        if let Some(reason) = core.end_reason() {
-            if !core.has_output() {
-                break reason;
-            }
-            continue;
-        }
-        if shutting_down && core.is_between_transactions() {
-            guard(&mut core, |c| c.shutdown());
-            continue;
-        }
-
-        // 2. Deadlines.
-        let wait = core.upstream_wait();
-        upstream_deadline = match (wait, upstream_deadline) {
-            (UpstreamWait::Idle, _) => None,
-            (w, Some((prev, at))) if prev == w => Some((w, at)),
-            (w, _) => Some((w, Instant::now() + reply_timeout(&ctx, w))),
-        };
-        let read_client = core.wants_client_input();
-        let client_timer = read_client && wait == UpstreamWait::Idle
-            || core.in_content()
-            || partial_since.is_some();
-        partial_since = match (core.has_partial_line(), partial_since) {
-            (false, _) => None,
-            (true, Some(t)) => Some(t),
-            (true, None) => Some(Instant::now()),
-        };
-        let mut next_client_deadline = client_deadline.min(lifetime_end);
-        if let Some(t) = partial_since {
-            next_client_deadline = next_client_deadline.min(t + ctx.timeouts.command);
-        }
-        let upstream_at = upstream_deadline.map(|(_, at)| at);
-        let client_at = client_timer.then_some(next_client_deadline);
-        let next = upstream_at
-            .into_iter()
-            .chain(client_at)
-            .fold(lifetime_end, Instant::min);
-        if timer.is_elapsed() || next < timer.deadline() {
-            timer.as_mut().reset(next);
-        }
-        core.release_idle_buffers();
-        let read_upstream = upstream.is_open();
-
-        // 3. Wait for the first thing to happen.
-        tokio::select! {
-            biased;
-            (now, rx) = &mut next_signal => {
-                if now == stop::FORCE {
-                    // The drain deadline passed (or the server is gone):
-                    // nothing more to wait for.
-                    guard(&mut core, |c| c.shutdown());
-                    next_signal = Box::pin(std::future::pending());
-                } else {
-                    shutting_down |= now == stop::DRAIN;
-                    next_signal = Box::pin(next_stop(rx));
-                }
-            }
-            r = upstream.read_some(), if read_upstream => {
-                match r {
-                    ReadOutcome::Data(n) => {
-                        // No await between the read and here: the bytes are
-                        // still in the thread's scratch buffer.
-                        stats.from_upstream += n as u64;
-                        received(n, |buf| guard(&mut core, |c| c.upstream_data(buf)));
-                        if let Some((w, _)) = upstream_deadline {
-                            // Any reply bytes restart the reply timer.
-                            upstream_deadline = Some((w, Instant::now() + reply_timeout(&ctx, w)));
-                        }
-                    }
-                    ReadOutcome::Eof => {
-                        upstream = Conn::Gone;
-                        guard(&mut core, |c| c.upstream_eof());
-                    }
-                }
-            }
-            r = client.read_some(), if read_client => {
-                match r {
-                    ReadOutcome::Data(n) => {
-                        stats.from_client += n as u64;
-                        client_deadline = Instant::now() + ctx.timeouts.client_idle;
-                        received(n, |buf| guard(&mut core, |c| c.client_data(buf)));
-                        if core.in_content() {
-                            let (since, bytes) = content_started.get_or_insert((Instant::now(), 0));
-                            *bytes += n as u64;
-                            if too_slow(*since, *bytes, ctx.limits.min_data_rate) {
-                                guard(&mut core, |c| c.client_timeout());
-                            }
-                        } else {
-                            content_started = None;
-                        }
-                    }
-                    ReadOutcome::Eof => {
-                        guard(&mut core, |c| c.client_eof());
-                    }
-                }
-            }
-            () = &mut timer => {
-                let now = Instant::now();
-                if upstream_at.is_some_and(|at| at <= now) {
-                    guard(&mut core, |c| c.upstream_timeout());
-                } else if client_at.is_some_and(|at| at <= now) || lifetime_end <= now {
-                    guard(&mut core, |c| c.client_timeout());
-                } else {
-                    // Early: the deadline it was armed for moved later.
-                    timer.as_mut().reset(next);
-                }
-            }
-        }
-    };
-    upstream.shutdown().await;
-    client.shutdown().await;
-    end(
-        &ctx, &id, peer, &server, &core, &stats, &tls, reason, started,
-    );
+    }
 }
 
 /// `fut` within `limit` (`Err` past it), like `tokio::time::timeout`, but a
@@ -655,6 +694,8 @@ mod tests {
         let fut = run(client, addr, addr, ctx, "id".into(), rx);
         let size = std::mem::size_of_val(&fut);
         println!("session future: {size} bytes");
-        assert!(size < 3072, "session future is {size} bytes");
+        // 1,424 bytes in a debug build (1,896 before the upstream set-up
+        // and the arguments' second copy left it).
+        assert!(size <= 1536, "session future is {size} bytes");
     }
 }

@@ -324,7 +324,9 @@ fn process_group(pgid: u32) -> Vec<u32> {
 
 /// `main.cf` (the private base, then the test's lines) and `master.cf`
 /// (the test's smtpd services on loopback ports, then the daemons every
-/// instance needs).
+/// instance needs). The `smtp` client is there for instances that send
+/// mail on (`relayhost`, `transport_maps`); the base's transports are
+/// `discard:`, so an instance that does not ask for it never uses it.
 fn write_config(root: &Path, config_dir: &Path, extra: &str, services: &[Service], ports: &[u16]) {
     let root = root.display();
     let main_cf = format!(
@@ -375,6 +377,7 @@ proxymap unix - - n - - proxymap
 showq unix n - n - - showq
 error unix - - n - - error
 retry unix - - n - - error
+smtp unix - - n - - smtp
 discard unix - - n - - discard
 anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
@@ -383,4 +386,262 @@ postlog unix-dgram n - n - 1 postlogd
     );
     std::fs::write(config_dir.join("main.cf"), main_cf).expect("write main.cf");
     std::fs::write(config_dir.join("master.cf"), master_cf).expect("write master.cf");
+}
+
+// ------------------------------------------------------------ what a sending Postfix writes
+
+/// A reply a sending MTA got from replyfix: what the server said, the
+/// session the proxy judged it in, and what the proxy sent instead.
+pub struct Rewrite {
+    /// The server's reply.
+    pub server: replyfix::smtp::Reply,
+    /// The command it answered and the facts the proxy knew.
+    pub command: replyfix::smtp::CommandKind,
+    pub recipients_accepted: u32,
+    pub authenticated: bool,
+    /// The rule that decided, and what the client got.
+    pub rule: String,
+    pub sent: replyfix::smtp::Reply,
+}
+
+impl Rewrite {
+    /// True when what the proxy sent carries its annotation line.
+    pub fn annotated(&self) -> bool {
+        self.sent.lines().any(|l| {
+            l.text
+                .starts_with(replyfix::explain::readback::MARKER.as_bytes())
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReplyItems {
+    items: Vec<ReplyItem>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReplyItem {
+    #[serde(alias = "text")]
+    reply: Option<String>,
+}
+
+/// Every reply replyfix's built-in rules rewrite, from the real reply texts
+/// of `tests/fixtures/phrases/` and `tests/fixtures/corpus/` (refusals of
+/// every kind and legitimate authentication demands) and the sample
+/// upstream's "configuration error", re-coded to `530` (with their
+/// enhanced code, class 4 made 5, and without), each judged at RCPT, MAIL
+/// and the end of data, with 0 and 1 recipients accepted, before and after
+/// a login.
+pub fn builtin_rewrites() -> Vec<Rewrite> {
+    use replyfix::rules::{RuleSet, SessionFacts, Verdict};
+    use replyfix::smtp::CommandKind;
+    let rules = RuleSet::builtin();
+    let mut texts = vec![replyfix::demo::upstream::CONFIG_ERROR_530.to_string()];
+    for file in [
+        "phrases/bounces.yaml",
+        "phrases/legit.yaml",
+        "corpus/dev.yaml",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(file);
+        let yaml =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let items: ReplyItems =
+            serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // A text quoting another MTA's "(in reply to X command)" would
+        // name two commands in one bounce; the readers take the first.
+        texts.extend(
+            items
+                .items
+                .into_iter()
+                .filter_map(|i| i.reply)
+                .filter(|r| !r.contains("in reply to")),
+        );
+    }
+    let mut out = Vec::new();
+    for text in &texts {
+        for keep_enhanced in [true, false] {
+            let Some(server) = recoded_530(text, keep_enhanced) else {
+                continue;
+            };
+            for command in [CommandKind::Rcpt, CommandKind::Mail, CommandKind::DataEnd] {
+                for (recipients_accepted, authenticated) in [(0, false), (1, false), (0, true)] {
+                    let mut facts = SessionFacts::new(command);
+                    facts.recipients_accepted = recipients_accepted;
+                    facts.authenticated = authenticated;
+                    if let Verdict::Rewrite { rule, reply, .. } = rules.judge(&server, &facts) {
+                        out.push(Rewrite {
+                            server: server.clone(),
+                            command,
+                            recipients_accepted,
+                            authenticated,
+                            rule: rule.to_string(),
+                            sent: reply,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `text` (lines joined by ` | `, each with its code) as a 530: every
+/// line's code replaced, its enhanced code kept (class 4 made 5) or
+/// dropped. `None` for a text that is no reply.
+fn recoded_530(text: &str, keep_enhanced: bool) -> Option<replyfix::smtp::Reply> {
+    let mut lines = Vec::new();
+    for line in text.split(" | ") {
+        if !line.get(..3)?.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let rest = line.get(3..)?.trim_start_matches(['-', ' ']);
+        let (enhanced, body) = match replyfix::smtp::EnhancedCode::parse_prefix(rest.as_bytes()) {
+            Some((e, used)) => (Some(e), rest[used..].trim_start()),
+            None => (None, rest),
+        };
+        let enhanced = enhanced
+            .filter(|_| keep_enhanced)
+            .map(|e| format!("5.{}.{} ", e.subject, e.detail))
+            .unwrap_or_default();
+        lines.push(format!("530 {enhanced}{body}"));
+    }
+    replyfix::explain::parse_reply_arg(&lines.join(" | ")).ok()
+}
+
+/// What Postfix's `smtp` client writes after `in reply to` for `command`.
+fn postfix_command_words(command: replyfix::smtp::CommandKind) -> &'static str {
+    use replyfix::smtp::CommandKind;
+    match command {
+        CommandKind::Mail => "MAIL FROM",
+        CommandKind::DataEnd => "end of DATA",
+        _ => "RCPT TO",
+    }
+}
+
+/// A reply's wire lines, white space collapsed (what survives a bounce's
+/// folding and a log), one per line.
+pub fn collapsed(reply: &replyfix::smtp::Reply) -> Vec<String> {
+    String::from_utf8_lossy(reply.raw())
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// A reply as Postfix quotes it: its wire lines joined by spaces.
+pub fn postfix_quoted(reply: &replyfix::smtp::Reply) -> String {
+    String::from_utf8_lossy(reply.raw())
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` wrapped at spaces to lines of at most `width` characters (a
+/// longer word stays whole), continuation lines indented by `indent`.
+fn wrapped(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line_len = 0;
+    for word in text.split(' ') {
+        if line_len > 0 && line_len + 1 + word.len() > width {
+            out.push_str("\r\n");
+            out.push_str(indent);
+            line_len = indent.len();
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += word.len();
+    }
+    out
+}
+
+/// The bounce a sending Postfix writes when `rcpt` is refused with `reply`
+/// in answer to `command`, in the form of the egress fixtures
+/// (`tests/fixtures/bounces/replyfix-egress-*.eml`): the notification
+/// text and the RFC 3464 report, both folded at `width` columns.
+pub fn postfix_bounce(
+    rcpt: &str,
+    reply: &replyfix::smtp::Reply,
+    command: replyfix::smtp::CommandKind,
+    width: usize,
+) -> Vec<u8> {
+    let quoted = postfix_quoted(reply);
+    let status = reply.enhanced().map_or_else(
+        || format!("{}.0.0", reply.code().class()),
+        |e| e.to_string(),
+    );
+    let text = wrapped(
+        &format!(
+            "<{rcpt}>: host mx.example.net[192.0.2.25] said: {quoted} (in reply to {} command)",
+            postfix_command_words(command)
+        ),
+        width,
+        "    ",
+    );
+    let diagnostic = wrapped(&format!("Diagnostic-Code: smtp; {quoted}"), width, "    ");
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@postfix.replyfix.test>\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+To: sender@sender.test\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status;\r\n\
+\tboundary=\"B.1/postfix.replyfix.test\"\r\n\
+\r\n\
+--B.1/postfix.replyfix.test\r\n\
+Content-Description: Notification\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+This is the mail system at host postfix.replyfix.test.\r\n\
+\r\n\
+                   The mail system\r\n\
+\r\n\
+{text}\r\n\
+\r\n\
+--B.1/postfix.replyfix.test\r\n\
+Content-Description: Delivery report\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; postfix.replyfix.test\r\n\
+\r\n\
+Final-Recipient: rfc822; {rcpt}\r\n\
+Original-Recipient: rfc822;{rcpt}\r\n\
+Action: failed\r\n\
+Status: {status}\r\n\
+Remote-MTA: dns; mx.example.net\r\n\
+{diagnostic}\r\n\
+\r\n\
+--B.1/postfix.replyfix.test--\r\n"
+    )
+    .into_bytes()
+}
+
+/// The line a sending Postfix's `smtp` client logs when `rcpt` of message
+/// `queue_id` is refused with `reply` in answer to `command` (the form of
+/// `tests/fixtures/logs/postfix-egress-*.log`).
+pub fn postfix_bounced_line(
+    queue_id: &str,
+    rcpt: &str,
+    reply: &replyfix::smtp::Reply,
+    command: replyfix::smtp::CommandKind,
+) -> String {
+    let status = reply.enhanced().map_or_else(
+        || format!("{}.0.0", reply.code().class()),
+        |e| e.to_string(),
+    );
+    format!(
+        "Dec 06 08:36:54 postfix postfix/smtp[4235]: {queue_id}: to=<{rcpt}>, relay=mx.example.net[192.0.2.25]:25, delay=0.1, delays=0.02/0.01/0/0.07, dsn={status}, status=bounced (host mx.example.net[192.0.2.25] said: {} (in reply to {} command))",
+        postfix_quoted(reply),
+        postfix_command_words(command)
+    )
+}
+
+/// The line a sending Postfix logs for a recipient of `queue_id` the
+/// server accepted.
+pub fn postfix_sent_line(queue_id: &str, rcpt: &str) -> String {
+    format!(
+        "Dec 06 08:36:54 postfix postfix/smtp[4235]: {queue_id}: to=<{rcpt}>, relay=mx.example.net[192.0.2.25]:25, delay=0.1, delays=0.02/0.01/0/0.07, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Fq2Xk1Jz)"
+    )
 }

@@ -17,7 +17,6 @@ use super::Reason;
 use crate::explain::dsn::{Bounce, RecipientReport, accurate_code, one_line};
 use crate::explain::table::counts;
 use crate::explain::topk::TopK;
-use crate::rules::Action;
 use crate::smtp::escape::escape_capped;
 
 /// Distinct remote hosts tracked (Space-Saving capacity).
@@ -29,7 +28,8 @@ pub const MAX_LISTED: usize = 50;
 /// The key for recipients whose bounce names no remote host.
 pub const NO_HOST: &str = "(no remote host)";
 
-/// One misused 530 found: a 530 reply the rules remap.
+/// One misused 530 found: a 530 reply the rules remap, or one replyfix
+/// already remapped (read back from its annotation line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Misused530 {
     /// The bounce it was in (as the caller named it), escaped.
@@ -38,10 +38,14 @@ pub struct Misused530 {
     pub recipient: String,
     /// The remote server, escaped.
     pub host: Option<String>,
-    /// The reply's lines, escaped, joined by ` | `.
+    /// The reply's lines, escaped, joined by ` | ` (as the bounce quotes
+    /// it).
     pub original: String,
-    /// The rule that remaps it.
+    /// The rule that remaps it (empty when replyfix's annotation names no
+    /// rule in use).
     pub rule: String,
+    /// True when replyfix had already remapped it.
+    pub by_replyfix: bool,
     /// What the proxy would send instead (`550 5.1.1`).
     pub accurate: String,
 }
@@ -67,8 +71,12 @@ pub struct BounceSummary {
     pub by_format: BTreeMap<&'static str, u64>,
     /// Recipients per remote host (Space-Saving, [`HOST_CAPACITY`]).
     pub hosts: TopK,
-    /// Misused 530s: original code 530 that a rule remapped.
+    /// Misused 530s: original code 530 that a rule remapped (now, or
+    /// replyfix already).
     pub misused_530: u64,
+    /// Recipients whose reply replyfix had already rewritten (its
+    /// annotation line).
+    pub rewritten_by_replyfix: u64,
     /// The first [`MAX_LISTED`] of them.
     pub misused_listed: Vec<Misused530>,
 }
@@ -86,6 +94,7 @@ impl Default for BounceSummary {
             by_format: BTreeMap::new(),
             hosts: TopK::new(HOST_CAPACITY),
             misused_530: 0,
+            rewritten_by_replyfix: 0,
             misused_listed: Vec::new(),
         }
     }
@@ -123,7 +132,10 @@ impl BounceSummary {
             self.hosts
                 .add(rcpt.remote_mta.as_deref().unwrap_or(NO_HOST));
             let Some(e) = &r.explanation else { continue };
-            if e.original.code().get() != 530 || e.verdict.action() != Some(Action::Remap) {
+            if e.rewritten.is_some() {
+                self.rewritten_by_replyfix += 1;
+            }
+            if e.server_code().map(|c| c.get()) != Some(530) || !e.remapped() {
                 continue;
             }
             self.misused_530 += 1;
@@ -133,7 +145,8 @@ impl BounceSummary {
                     recipient: esc(&rcpt.recipient),
                     host: rcpt.remote_mta.as_deref().map(esc),
                     original: one_line(&e.original),
-                    rule: e.verdict.rule().unwrap_or("").to_string(),
+                    rule: e.rule().unwrap_or("").to_string(),
+                    by_replyfix: e.rewritten.is_some(),
                     accurate: accurate_code(e.client_sees()),
                 });
             }
@@ -159,12 +172,14 @@ impl BounceSummary {
             "hosts_tracked": self.hosts.tracked(),
             "hosts_capacity": self.hosts.capacity(),
             "misused_530": self.misused_530,
+            "rewritten_by_replyfix": self.rewritten_by_replyfix,
             "misused_530_listed": self.misused_listed.iter().map(|m| json!({
                 "file": m.file,
                 "recipient": m.recipient,
                 "remote_mta": m.host,
                 "original": m.original,
                 "rule": m.rule,
+                "by_replyfix": m.by_replyfix,
                 "accurate": m.accurate,
             })).collect::<Vec<_>>(),
         })
@@ -239,10 +254,22 @@ impl fmt::Display for SummaryDisplay<'_> {
         )?;
         counts(f, "by format:", s.by_format.iter().map(|(k, v)| (k, *v)))?;
         writeln!(f, "misused 530s (a 530 the rules remap): {}", s.misused_530)?;
-        for m in &s.misused_listed {
+        if s.rewritten_by_replyfix > 0 {
             writeln!(
                 f,
-                "  {}: {} {}: {} -> {} (rule '{}')",
+                "already rewritten by replyfix (its annotation line): {}",
+                s.rewritten_by_replyfix
+            )?;
+        }
+        for m in &s.misused_listed {
+            let by = if m.by_replyfix {
+                "already remapped by replyfix, "
+            } else {
+                ""
+            };
+            writeln!(
+                f,
+                "  {}: {} {}: {} -> {} ({by}rule '{}')",
                 m.file,
                 m.recipient,
                 m.host.as_deref().unwrap_or(NO_HOST),
@@ -276,14 +303,22 @@ pub fn recipient_line(file: &str, r: &RecipientReport) -> String {
         rc.reply_code.map_or_else(|| "-".into(), |c| c.to_string()),
         rc.remote_mta.as_deref().map_or_else(|| "-".into(), esc),
     );
-    if let Some(e) = &r.explanation
-        && e.verdict.action().is_some()
-    {
-        line.push_str(&format!(
-            " -> {} (rule '{}')",
-            accurate_code(e.client_sees()),
-            e.verdict.rule().unwrap_or("")
-        ));
+    if let Some(e) = &r.explanation {
+        if e.rewritten.is_some() {
+            let from = e
+                .server_code()
+                .map_or_else(String::new, |c| format!(" from {c}"));
+            line.push_str(&format!(
+                " (rewritten by replyfix{from}, rule '{}')",
+                e.rule().unwrap_or("?")
+            ));
+        } else if e.verdict.action().is_some() {
+            line.push_str(&format!(
+                " -> {} (rule '{}')",
+                accurate_code(e.client_sees()),
+                e.verdict.rule().unwrap_or("")
+            ));
+        }
     }
     line
 }
