@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod demo;
 pub mod explain;
 pub mod logging;

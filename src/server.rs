@@ -18,8 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, Endpoint};
 use crate::config::{Config, ProxyProtocol};
+use crate::console::{Console, Recent, Recorder};
 use crate::logging::AddressLog;
 use crate::metrics::{Metrics, Refusal};
 use crate::readiness::Readiness;
@@ -217,6 +218,12 @@ impl Server {
         let tls_handshakes = Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_tls_handshakes,
         ));
+        // The console's memory of live rewrites, when the console is served.
+        let recent = config
+            .admin
+            .as_ref()
+            .filter(|a| a.console)
+            .map(|_| Arc::new(Recent::new()));
         let mut tasks = JoinSet::new();
         let mut addresses = Vec::new();
         let mut certificates = Vec::new();
@@ -284,6 +291,10 @@ impl Server {
                 readiness: readiness.clone(),
                 transcript: transcript.clone(),
                 tls_handshakes: tls_handshakes.clone(),
+                console: match &recent {
+                    Some(r) => Recorder::new(&l.name, r.clone()),
+                    None => Recorder::off(),
+                },
             });
             let proxy = l
                 .proxy_protocol
@@ -316,8 +327,30 @@ impl Server {
             Some(a) => {
                 let admin = Admin::bind(a.listen).await.map_err(ServeError::Admin)?;
                 let bound = admin.local_addr().unwrap_or(a.listen);
-                tracing::info!(address = %bound, "admin endpoint listening (/metrics, /healthz, /readyz)");
-                tasks.spawn(admin.serve(metrics.clone(), readiness.clone(), exit_rx.clone()));
+                let console = recent.map(|recent| {
+                    Arc::new(Console::new(
+                        config,
+                        rules.clone(),
+                        metrics.clone(),
+                        readiness.clone(),
+                        recent,
+                    ))
+                });
+                tracing::info!(
+                    address = %bound,
+                    console = console.is_some(),
+                    token = a.token.is_some(),
+                    "admin endpoint listening (/metrics, /healthz, /readyz{})",
+                    if console.is_some() { ", console on /" } else { "" }
+                );
+                let endpoint = Endpoint {
+                    metrics: metrics.clone(),
+                    readiness: readiness.clone(),
+                    console,
+                    token: a.token.clone(),
+                    token_on_probes: a.token_on_probes,
+                };
+                tasks.spawn(admin.serve(endpoint, exit_rx.clone()));
                 Some(bound)
             }
             None => None,

@@ -42,7 +42,7 @@ pub(super) struct ServeArgs {
     /// Report what rules would change without changing it.
     #[arg(long)]
     shadow: bool,
-    /// Serve /metrics, /healthz and /readyz on this address (e.g.
+    /// Serve /metrics, /healthz, /readyz and the console on this address (e.g.
     /// 127.0.0.1:9725); overrides the configuration's `admin.listen`.
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -136,12 +136,20 @@ pub(super) fn serve(args: ServeArgs) -> Result<ExitCode> {
         ));
     }
     if let Some(listen) = admin {
-        config.admin = Some(replyfix::config::AdminConfig { listen });
+        // The flag moves the endpoint; the file's other admin settings stay.
+        let a = config
+            .admin
+            .get_or_insert_with(|| replyfix::config::AdminConfig::new(listen));
+        a.listen = listen;
+        let exposed = a.console_exposure();
         if !listen.ip().is_loopback() {
             config.warnings.push(flag_warning(
                 "--admin",
                 "the admin endpoint is not on a loopback address; make sure only operators can reach it",
             ));
+        }
+        if let Some(w) = exposed {
+            config.warnings.push(flag_warning("--admin", &w));
         }
     }
     let format = log_format.map(|f| match f {

@@ -472,6 +472,33 @@ impl Checker<'_> {
                 "the admin endpoint is not on a loopback address; make sure only operators can reach it",
             );
         }
+        if let Some(warning) = admin.console_exposure() {
+            self.warn("admin.console", warning);
+        }
+        match admin.token.as_deref() {
+            Some(t) if t.trim().is_empty() || t.chars().any(char::is_control) => self.error(
+                "admin.token",
+                "the token is empty or holds control characters; give a long random string \
+                 (e.g. the output of 'openssl rand -hex 32') or remove 'token'",
+            ),
+            Some(t) if t.len() < MIN_ADMIN_TOKEN => self.warn(
+                "admin.token",
+                format!(
+                    "the token is shorter than {MIN_ADMIN_TOKEN} characters; a short token can be \
+                     guessed (use e.g. 'openssl rand -hex 32')"
+                ),
+            ),
+            Some(_) if !admin.console && !admin.token_on_probes => self.warn(
+                "admin.token",
+                "the token protects only the console, which is off ('console: false'); \
+                 it has no effect unless 'token_on_probes: true'",
+            ),
+            None if admin.token_on_probes => self.error(
+                "admin.token_on_probes",
+                "token_on_probes needs 'token'; set one or remove token_on_probes",
+            ),
+            _ => {}
+        }
     }
 
     fn hostname(&mut self, key: &str, name: &str) {
@@ -494,6 +521,27 @@ impl Checker<'_> {
                  breaks DKIM body signatures; 'reject' is the safe default",
             );
         }
+    }
+}
+
+/// Shortest admin token accepted without a warning.
+const MIN_ADMIN_TOKEN: usize = 16;
+
+impl AdminConfig {
+    /// The warning for a console that anyone on the network could open:
+    /// served (`console: true`) on an address that is not loopback, without
+    /// a `token`. `None` when the console is off, on loopback, or protected.
+    /// `check` and `serve --admin` both report it.
+    pub fn console_exposure(&self) -> Option<String> {
+        if !self.console || self.listen.ip().is_loopback() || self.token.is_some() {
+            return None;
+        }
+        Some(format!(
+            "the console (/ and /explain) is served on {} without a token: whoever reaches it \
+             sees the replies being rewritten and the addresses the logs show; set \
+             'admin.token', or 'admin.console: false' (docs/operations.md, \"The console\")",
+            self.listen
+        ))
     }
 }
 

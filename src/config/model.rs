@@ -432,11 +432,54 @@ pub enum LogAddresses {
     Hash,
 }
 
-/// The admin endpoint (`/metrics`, `/healthz`, `/readyz`).
-#[derive(Debug, Clone, Deserialize)]
+/// The admin endpoint: `/metrics`, `/healthz`, `/readyz`, and the console
+/// pages `/` (status) and `/explain` (docs/operations.md).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to serve HTTP on; keep it private.
     #[serde(deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
+    /// Serve the console pages `/` and `/explain`.
+    #[serde(default = "console_default")]
+    pub console: bool,
+    /// The console's secret: sent as `Authorization: Bearer TOKEN`, or as
+    /// the password of HTTP basic auth (any user name) so a browser can
+    /// log in. Absent: the console is open to anyone who reaches `listen`.
+    /// Never printed, not even by `Debug`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Require the token on `/metrics`, `/healthz` and `/readyz` too
+    /// (default: only the console pages need it, so probes and Prometheus
+    /// work unchanged).
+    #[serde(default)]
+    pub token_on_probes: bool,
+}
+
+fn console_default() -> bool {
+    true
+}
+
+impl AdminConfig {
+    /// The endpoint on `listen` with every other setting at its default
+    /// (`serve --admin ADDR` without an `admin:` section).
+    pub fn new(listen: SocketAddr) -> Self {
+        AdminConfig {
+            listen,
+            console: console_default(),
+            token: None,
+            token_on_probes: false,
+        }
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("console", &self.console)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_on_probes", &self.token_on_probes)
+            .finish()
+    }
 }

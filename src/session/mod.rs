@@ -68,6 +68,8 @@ pub struct SessionContext {
     /// Client-leg TLS handshakes in progress, all listeners together
     /// (`limits.max_tls_handshakes`).
     pub tls_handshakes: Arc<tokio::sync::Semaphore>,
+    /// Where rewrites are recorded for the admin console's status page.
+    pub console: crate::console::Recorder,
 }
 
 /// The server's stop signal, as sessions see it (F6).
@@ -603,6 +605,7 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
             } = r.as_ref();
             ctx.metrics
                 .rewrite(rule, original.code().get(), new.code().get(), *shadow);
+            ctx.console.rewrite(id, peer.ip(), r, &ctx.addresses);
             tracing::info!(
                 target: "replyfix::rewrite",
                 session = %id,
@@ -739,6 +742,7 @@ mod tests {
             readiness: Arc::new(Readiness::new(["t"])),
             transcript: None,
             tls_handshakes: Arc::new(tokio::sync::Semaphore::new(1)),
+            console: crate::console::Recorder::off(),
         });
         let (_tx, rx) = watch::channel(stop::RUNNING);
         let fut = run(client, addr, ctx, "id".into(), rx, ());
