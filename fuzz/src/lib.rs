@@ -157,7 +157,7 @@ pub fn reference_scan(s: &[u8], sanitize: bool) -> ReferenceScan {
     }
 }
 
-/// The eleven variants of PROTOCOL.md D1 that are *not* an end of data.
+/// The eleven variants of docs/protocol.md D1 that are *not* an end of data.
 pub const NOT_ENDS: [&[u8]; 11] = {
     let all = replyfix::smtp::framing::NOT_END_OF_DATA;
     [
