@@ -606,18 +606,26 @@ fn log_event(id: &str, peer: SocketAddr, server: &str, ctx: &SessionContext, eve
             ctx.metrics
                 .rewrite(rule, original.code().get(), new.code().get(), *shadow);
             ctx.console.rewrite(id, peer.ip(), r, &ctx.addresses);
+            // Text fields as &str: the log writers take them as they are,
+            // without a second formatting pass (one per rewrite matters on a
+            // relay where every RCPT is remapped).
+            let (upstream, original, new) = (
+                escape(server.as_bytes()),
+                escape(original.raw()),
+                escape(new.raw()),
+            );
             tracing::info!(
                 target: "replyfix::rewrite",
-                session = %id,
+                session = id,
                 client = %peer.ip(),
-                listener = %ctx.listener,
-                upstream = %escape(server.as_bytes()),
-                context = %context,
+                listener = ctx.listener.as_str(),
+                upstream = upstream.as_str(),
+                context = context.as_str(),
                 address = address.as_ref().map(|a| ctx.addresses.show(a)).unwrap_or_default(),
-                rule = %rule,
-                rules_version = %rules_version,
-                original = %escape(original.raw()),
-                new = %escape(new.raw()),
+                rule = &**rule,
+                rules_version = &**rules_version,
+                original = original.as_str(),
+                new = new.as_str(),
                 mode = if *shadow { "shadow" } else { "enforce" },
                 "{}",
                 if *shadow { "reply would be rewritten (shadow mode)" } else { "reply rewritten" }
@@ -682,22 +690,31 @@ fn end(
     started: Instant,
 ) {
     ctx.metrics.session_ended(&ctx.listener, reason.as_str());
-    let show = |t: &Option<TlsInfo>| match t {
-        Some(t) => format!(
-            "{} {}{}",
-            t.version,
-            t.cipher,
-            if t.verified { " verified" } else { "" }
-        ),
-        None => "none".to_string(),
+    let show = |t: &Option<TlsInfo>| -> std::borrow::Cow<'static, str> {
+        match t {
+            Some(t) => format!(
+                "{} {}{}",
+                t.version,
+                t.cipher,
+                if t.verified { " verified" } else { "" }
+            )
+            .into(),
+            None => "none".into(),
+        }
     };
+    // Text fields as &str, written without a second formatting pass.
+    let (upstream, client_tls, upstream_tls) = (
+        escape(server.as_bytes()),
+        show(&tls.client),
+        show(&tls.upstream),
+    );
     tracing::info!(
         target: "replyfix::session",
-        session = %id,
+        session = id,
         client = %peer,
-        upstream = %escape(server.as_bytes()),
-        client_tls = %show(&tls.client),
-        upstream_tls = %show(&tls.upstream),
+        upstream = upstream.as_str(),
+        client_tls = &*client_tls,
+        upstream_tls = &*upstream_tls,
         auth = core.auth_summary(),
         transactions = core.transactions,
         rewrites = core.rewrites,

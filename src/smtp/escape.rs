@@ -15,14 +15,26 @@ pub const DEFAULT_CAP: usize = 1024;
 pub fn escape_capped(bytes: &[u8], cap: usize) -> String {
     let shown = &bytes[..bytes.len().min(cap)];
     let mut out = String::with_capacity(shown.len() + 8);
-    for &b in shown {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\x{b:02X}");
-            }
+    // Runs of printable ASCII are copied whole; only the bytes between them
+    // are written one by one.
+    let mut rest = shown;
+    while !rest.is_empty() {
+        let plain = rest
+            .iter()
+            .position(|&b| !(0x20..=0x7e).contains(&b) || b == b'\\')
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(plain);
+        // Printable ASCII is UTF-8.
+        out.push_str(std::str::from_utf8(run).unwrap_or_default());
+        let Some((&b, tail)) = tail.split_first() else {
+            break;
+        };
+        if b == b'\\' {
+            out.push_str("\\\\");
+        } else {
+            let _ = write!(out, "\\x{b:02X}");
         }
+        rest = tail;
     }
     if bytes.len() > cap {
         out.push_str("...");
@@ -44,6 +56,22 @@ mod tests {
         assert_eq!(escape(b"530 ok\r\n"), "530 ok\\x0D\\x0A");
         assert_eq!(escape(&[0xff, b'a', 0]), "\\xFFa\\x00");
         assert_eq!(escape(b"a\\b"), "a\\\\b");
+    }
+
+    proptest::proptest! {
+        /// The run-copying escaper writes what escaping byte by byte would.
+        #[test]
+        fn runs_escape_like_single_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut want = String::new();
+            for &b in &bytes {
+                match b {
+                    b'\\' => want.push_str("\\\\"),
+                    0x20..=0x7e => want.push(b as char),
+                    _ => want.push_str(&format!("\\x{b:02X}")),
+                }
+            }
+            proptest::prop_assert_eq!(escape(&bytes), want);
+        }
     }
 
     #[test]
