@@ -408,7 +408,11 @@ impl<'a> Browser<'a> {
 
     fn screenshot(&self, path: &Path) {
         let v = self.call("GET", "screenshot", None);
-        let png = base64_decode(v.as_str().expect("base64 PNG"));
+        let png = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            v.as_str().expect("base64 PNG").trim(),
+        )
+        .expect("the screenshot is base64");
         std::fs::write(path, png).expect("write the screenshot");
         assert_png(path);
     }
@@ -421,29 +425,6 @@ impl Drop for Browser<'_> {
                 .call("DELETE", &format!("/session/{}", self.id), None)
         }));
     }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
 
 #[test]
