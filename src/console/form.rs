@@ -2,8 +2,9 @@
 //! "urlencoded parsing" and serializing): what the explain form posts and
 //! what its links carry in the query.
 //!
-//! Decoding is bounded by its input (the caller bounds the body); invalid
-//! UTF-8 after percent-decoding is replaced, never an error.
+//! Both directions are the `form_urlencoded` crate's. Decoding is bounded
+//! by its input (the caller bounds the body); invalid UTF-8 after
+//! percent-decoding is replaced, never an error.
 
 /// A form field that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,67 +19,15 @@ pub struct FormError {
 /// The name/value pairs of an urlencoded string, in order: `+` is a space,
 /// `%XY` a byte (a `%` not followed by two hex digits stays as it is).
 pub fn decode(input: &[u8]) -> Vec<(String, String)> {
-    input
-        .split(|&b| b == b'&')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let (name, value) = match part.iter().position(|&b| b == b'=') {
-                Some(i) => (&part[..i], &part[i + 1..]),
-                None => (part, &b""[..]),
-            };
-            (unescape(name), unescape(value))
-        })
+    form_urlencoded::parse(input)
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect()
-}
-
-fn unescape(s: &[u8]) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (hex(s.get(i + 1)), hex(s.get(i + 2))) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: Option<&u8>) -> Option<u8> {
-    match *b? {
-        c @ b'0'..=b'9' => Some(c - b'0'),
-        c @ b'a'..=b'f' => Some(c - b'a' + 10),
-        c @ b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// `s` urlencoded: ASCII letters, digits and `*-._` as they are, space as
 /// `+`, every other byte as `%XY`.
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for &b in s.as_bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            b => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[usize::from(b >> 4)] as char);
-                out.push(HEX[usize::from(b & 15)] as char);
-            }
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]
