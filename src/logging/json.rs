@@ -195,9 +195,8 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
+    use crate::logging::Buf;
 
     #[test]
     fn civil_time_matches_known_dates() {
@@ -212,19 +211,6 @@ mod tests {
         let mut s = String::new();
         write_json_str(&mut s, "a\"b\\c\x01\n").unwrap();
         assert_eq!(s, r#""a\"b\\c\u0001\n""#);
-    }
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
     }
 
     #[test]

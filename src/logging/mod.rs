@@ -180,6 +180,22 @@ impl VisitFmt for QuotedVisitor<'_> {
     }
 }
 
+/// An in-memory log writer for the formatters' tests.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Buf(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,18 +231,6 @@ mod tests {
 
     #[test]
     fn a_text_record_splits_into_its_fields() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let buf = Buf::default();
         let out = buf.clone();
         let subscriber = tracing_subscriber::fmt()
