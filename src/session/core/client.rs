@@ -135,7 +135,12 @@ impl Core {
     /// Consumes as much of the client buffer as the phase allows.
     pub(super) fn process_client(&mut self) {
         loop {
-            if self.end.is_some() || self.client_buf.is_empty() {
+            // Once the session is to close after its outstanding replies,
+            // nothing more is read, whatever phase a command left behind.
+            if self.end.is_some()
+                || self.close_after_pending.is_some()
+                || self.client_buf.is_empty()
+            {
                 return;
             }
             match &mut self.phase {
