@@ -39,8 +39,11 @@ pub(super) fn demo(listen: SocketAddr, once: bool) -> Result<ExitCode> {
         let rules = demo.server.rules.load().version().to_string();
         out!("{}", report(&shown, demo.upstream.addr, demo.addr, &rules));
         if !once {
-            out!("{}", try_it(demo.addr));
+            // Echo on before the invitation is printed: a client that
+            // connects as soon as it reads "Ctrl-C stops the demo." must
+            // find its rewrites printed (the walk-through's are done).
             captured.echo();
+            out!("{}", try_it(demo.addr));
             let _ = tokio::signal::ctrl_c().await;
         }
         demo.server.shutdown().await;
